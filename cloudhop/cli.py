@@ -1,0 +1,90 @@
+"""`cloudhop` command line: look into the registry and run library pieces. No orchestrator here."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from cloudhop.registry import Registry, RegistryError
+from cloudhop.spec import SpecError, load_spec
+from cloudhop.store import Store
+
+
+def _registry(spec_path: str) -> Registry:
+    s = load_spec(spec_path)
+    return Registry(Store(s.store, s.store_options), s.name)
+
+
+def _fmt_metrics(m: dict | None) -> str:
+    if not m:
+        return ""
+    return " ".join(f"{k}={v:.4f}" for k, v in m.items())
+
+
+def cmd_versions(a) -> int:
+    reg = _registry(a.spec)
+    aliases = reg.aliases()
+    by_version: dict[str, list[str]] = {}
+    for name, rec in aliases.items():
+        by_version.setdefault(rec["version"], []).append(name)
+    rows = []
+    for v in reg.versions():
+        mv = reg.get(v)
+        m = mv.manifest
+        rows.append((v, m.get("created_at", ""), ",".join(sorted(by_version.get(v, []))),
+                     m.get("trained_where") or "", _fmt_metrics(m.get("metrics", {}).get("candidate"))))
+    if not rows:
+        print(f"model {reg.name} has no versions in {reg.store.uri}")
+        return 0
+    head = ("version", "created", "aliases", "trained", "holdout metrics")
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    for r in [head] + rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def cmd_show(a) -> int:
+    reg = _registry(a.spec)
+    mv = reg.get(a.version)
+    m = dict(mv.manifest)
+    if not a.full:
+        m.pop("spec", None)
+        m.get("training", {}).pop("history", None)
+    print(json.dumps(m, indent=2, default=str))
+    return 0
+
+
+def cmd_verify(a) -> int:
+    reg = _registry(a.spec)
+    problems = reg.verify(a.version)
+    for p in problems:
+        print(p)
+    print(f"{reg.name} v{reg.resolve(a.version)}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="cloudhop", description="cloudhop: one ML pipeline across several clouds")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    v = sub.add_parser("versions", help="list a model's versions and aliases")
+    v.add_argument("spec", nargs="?", default="specs/flights.yaml")
+    v.set_defaults(func=cmd_versions)
+    s = sub.add_parser("show", help="print a version's manifest")
+    s.add_argument("version", nargs="?", default="champion", help="number, 'latest' or an alias")
+    s.add_argument("--spec", default="specs/flights.yaml")
+    s.add_argument("--full", action="store_true", help="include the spec and the training history")
+    s.set_defaults(func=cmd_show)
+    c = sub.add_parser("verify", help="check every file of a version against its manifest's sha256")
+    c.add_argument("version", nargs="?", default="champion")
+    c.add_argument("--spec", default="specs/flights.yaml")
+    c.set_defaults(func=cmd_verify)
+    a = p.parse_args(argv)
+    try:
+        return a.func(a)
+    except (SpecError, RegistryError, FileNotFoundError) as e:
+        print(f"cloudhop: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

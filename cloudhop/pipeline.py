@@ -1,0 +1,234 @@
+"""The retraining pipeline's steps as plain functions.
+
+Each Prefect task in `tasks/` wraps exactly one of these, and the plain-script
+baseline in `benchmarks/` calls the same functions in the same order, so the
+orchestration overhead is measured against identical work. No Prefect here.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import socket
+import subprocess
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from cloudhop.data import DataError, Windows, fingerprint, load_dataset, split_windows
+from cloudhop.registry import ModelVersion, Registry
+from cloudhop.spec import PipelineSpec
+from cloudhop.store import Store
+
+__all__ = ["PipelineError", "Evaluation", "Trained", "open_registry", "load_data", "check_data",
+           "checkpoint_prefix", "train_model", "evaluate", "drift_summary", "smoke_set", "register",
+           "code_revision"]
+
+
+class PipelineError(RuntimeError):
+    """A step that cannot go on; the message says which and why."""
+
+
+def open_registry(spec: PipelineSpec) -> Registry:
+    return Registry(Store(spec.store, spec.store_options), spec.name)
+
+
+# -- data ----------------------------------------------------------------------
+def load_data(spec: PipelineSpec) -> pd.DataFrame:
+    return load_dataset(spec)
+
+
+def check_data(df: pd.DataFrame, spec: PipelineSpec):
+    """Run the validation suite; returns a ValidationResult (the caller decides to stop)."""
+    from cloudhop.validation import validate
+
+    return validate(df, spec, spec.expectations)
+
+
+def split(df: pd.DataFrame, spec: PipelineSpec) -> Windows:
+    return split_windows(df, spec)
+
+
+# -- training ------------------------------------------------------------------
+@dataclass
+class Trained:
+    """What the training step hands on: everything needed to evaluate and register."""
+    onnx: bytes
+    preprocess: dict[str, Any]
+    checkpoint: bytes
+    history: list[dict[str, Any]]
+    info: dict[str, Any]  # steps, resumed_from_step, device, samples_per_s, parity, where
+
+
+def checkpoint_prefix(spec: PipelineSpec, data_fingerprint: str) -> str:
+    """Checkpoints are keyed by what is trained: the same spec on the same data resumes."""
+    return f"checkpoints/{spec.name}/{spec.spec_hash()}-{data_fingerprint}"
+
+
+def train_model(spec: PipelineSpec, windows: Windows, data_fingerprint: str,
+                progress: Callable[[dict], None] | None = None, where: str = "local") -> Trained:
+    from cloudhop.training import (CheckpointStore, TrainConfig, check_parity, export_onnx, train)
+
+    store = Store(spec.store, spec.store_options)
+    ckpt = CheckpointStore(store, checkpoint_prefix(spec, data_fingerprint))
+    result = train(windows.train, windows.validation, categorical=spec.categorical, numeric=spec.numeric,
+                   target=spec.target.column, task=spec.target.task, config=TrainConfig.from_spec(spec.model),
+                   checkpoints=ckpt, progress=progress)
+    onnx = export_onnx(result.model, result.preprocessor)
+    parity = check_parity(result.model, onnx, result.preprocessor, windows.holdout.head(5000))
+    info = {"steps": result.steps, "steps_run": result.steps_run, "resumed_from_step": result.resumed_from_step,
+            "device": result.device, "samples_per_s": round(result.samples_per_s, 1),
+            "best_epoch": result.best_epoch, "best_valid_loss": result.best_valid_loss,
+            "onnx_torch_max_abs_diff": parity, "where": where, "host": socket.gethostname()}
+    return Trained(onnx, result.preprocessor.to_dict(), result.checkpoint, result.history, info)
+
+
+# -- evaluation ----------------------------------------------------------------
+@dataclass
+class Evaluation:
+    metric: str
+    candidate: dict[str, float]
+    champion: dict[str, float] | None
+    champion_version: str | None
+    baseline: dict[str, float]
+    promote: bool
+    reason: str
+
+    def table(self) -> list[dict[str, Any]]:
+        rows = []
+        for name in self.candidate:
+            rows.append({"metric": name, "candidate": round(self.candidate[name], 5),
+                         "champion": None if self.champion is None else round(self.champion[name], 5),
+                         "baseline": round(self.baseline[name], 5)})
+        return rows
+
+
+_HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "log_loss": False, "rmse": False, "mae": False}
+
+
+def evaluate(spec: PipelineSpec, windows: Windows, trained: Trained, registry: Registry) -> Evaluation:
+    """Candidate vs the current champion vs a baseline fitted now, all on the holdout window."""
+    from cloudhop.training import onnx_predict
+    from cloudhop.training.evaluate import fit_baseline, metrics
+    from cloudhop.training.preprocess import Preprocessor
+
+    hold, task, target = windows.holdout, spec.target.task, spec.target.column
+    y = _target_values(hold[target], task)
+    pre = Preprocessor.from_dict(trained.preprocess)
+    cand = metrics(task, y, onnx_predict(trained.onnx, pre, hold))
+    baseline_model = fit_baseline(windows.train, categorical=spec.categorical, numeric=spec.numeric,
+                                  target=target, task=task, preprocessor=pre)
+    base = metrics(task, y, baseline_model.predict(hold))
+
+    champ_mv = registry.champion()
+    champ = None
+    if champ_mv is not None:
+        c_onnx = registry.read_file(champ_mv, "model.onnx")
+        c_pre = Preprocessor.from_dict(json.loads(registry.read_file(champ_mv, "preprocess.json")))
+        try:
+            champ = metrics(task, y, onnx_predict(c_onnx, c_pre, hold))
+        except Exception as e:  # a champion trained on other columns cannot be compared
+            champ = None
+            champ_error = f"champion v{champ_mv.version} cannot score this holdout ({e}); "
+        else:
+            champ_error = ""
+    m, margin = spec.metric, spec.evaluation.promote_margin
+    sign = 1 if _HIGHER_IS_BETTER[m] else -1
+    if champ_mv is None:
+        promote, reason = True, "first model: promoted"
+    elif champ is None:
+        promote, reason = True, champ_error + "promoted"
+    else:
+        gain = sign * (cand[m] - champ[m])
+        promote = gain > margin
+        reason = (f"{m} {cand[m]:.4f} vs champion v{champ_mv.version} {champ[m]:.4f}: "
+                  f"{'better' if promote else 'not better'} by more than {margin}")
+    return Evaluation(m, cand, champ, champ_mv.version if champ_mv else None, base, promote, reason)
+
+
+def _target_values(col: pd.Series, task: str) -> np.ndarray:
+    if task == "regression":
+        return col.to_numpy(dtype="float64")
+    values = sorted(col.dropna().unique().tolist(), key=str)
+    if set(values) <= {0, 1, True, False}:
+        return col.astype("int64").to_numpy()
+    return (col == values[-1]).astype("int64").to_numpy()
+
+
+# -- drift ---------------------------------------------------------------------
+def drift_summary(spec: PipelineSpec, windows: Windows):
+    """Evidently drift: reference = training window, current = holdout window."""
+    from cloudhop.drift import drift_report
+
+    return drift_report(windows.train, windows.holdout, numeric=spec.numeric, categorical=spec.categorical,
+                        threshold=spec.drift.threshold, sample_size=spec.drift.sample_size, seed=spec.model.seed)
+
+
+# -- registry ------------------------------------------------------------------
+def smoke_set(spec: PipelineSpec, windows: Windows, trained: Trained, n: int = 32) -> dict[str, Any]:
+    """Holdout rows and their offline ONNX predictions: what a served model must answer."""
+    from cloudhop.training import onnx_predict
+    from cloudhop.training.preprocess import Preprocessor
+
+    rows = windows.holdout.sample(min(n, len(windows.holdout)), random_state=spec.model.seed)
+    feats = rows[spec.features]
+    preds = onnx_predict(trained.onnx, Preprocessor.from_dict(trained.preprocess), feats)
+    records = json.loads(feats.to_json(orient="records", date_format="iso"))
+    return {"rows": records, "predictions": [float(p) for p in preds]}
+
+
+def code_revision() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        if rev:
+            return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from importlib.metadata import version
+    return f"cloudhop-{version('cloudhop')}"
+
+
+def register(spec: PipelineSpec, registry: Registry, trained: Trained, evaluation: Evaluation,
+             validation_summary: dict, validation_json: dict, drift, smoke: dict, data_fingerprint: str,
+             windows: Windows, run_id: str | None = None) -> ModelVersion:
+    """Publish a version: every artifact, then the manifest that makes it visible."""
+    from cloudhop.training import loss_curve_png
+
+    files = {
+        "model.onnx": trained.onnx,
+        "preprocess.json": json.dumps(trained.preprocess, sort_keys=True).encode(),
+        "checkpoint.pt": trained.checkpoint,
+        "smoke.json": json.dumps(smoke).encode(),
+        "loss.png": loss_curve_png(trained.history),
+        "validation.json": json.dumps(validation_json, default=str).encode(),
+    }
+    if drift.html:
+        files["drift.html"] = drift.html
+    parent = registry.champion()
+    manifest = {
+        "parent_version": parent.version if parent else None,
+        "dataset": {"uri": spec.dataset.uri, "fingerprint": data_fingerprint, "windows": windows.sizes()},
+        "spec_hash": spec.spec_hash(),
+        "spec": spec.model_dump(mode="json"),
+        "code_revision": code_revision(),
+        "task": spec.target.task,
+        "target": spec.target.column,
+        "features": {"categorical": spec.categorical, "numeric": spec.numeric},
+        "metrics": {"candidate": evaluation.candidate, "champion": evaluation.champion,
+                    "champion_version": evaluation.champion_version, "baseline": evaluation.baseline,
+                    "metric": evaluation.metric, "promote": evaluation.promote, "reason": evaluation.reason},
+        "validation": validation_summary,
+        "drift": drift.summary(),
+        "training": {**trained.info, "history": trained.history},
+        "trained_where": trained.info.get("where"),
+        "run_id": run_id,
+        "python": platform.python_version(),
+    }
+    return registry.publish(files, manifest)

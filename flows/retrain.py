@@ -1,0 +1,123 @@
+"""retrain: raw data -> validated -> trained -> evaluated -> registered -> served.
+
+Composition only: every step is one task around one cloudhop.pipeline call.
+"""
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from pydantic import BaseModel, Field
+
+from tasks.pipeline import (drift_task, evaluate_task, load_data_task, load_spec_task, register_task,
+                            smoke_task, split_task, train_task, validate_task)
+from cloudhop.pipeline import open_registry
+
+
+class Window(BaseModel):
+    """Optional time windows that replace the spec's split for this run."""
+    train_start: date | None = Field(None, description="first day of the training window")
+    validation_start: date | None = Field(None, description="first day of the validation window")
+    holdout_start: date | None = Field(None, description="first day of the holdout window")
+    holdout_end: date | None = Field(None, description="day after the holdout window")
+
+
+def _overrides(window: Window | None, max_epochs: int | None, dataset_limit: int | None,
+               dataset_uri: str | None, extra: dict | None) -> dict:
+    o: dict = dict(extra or {})
+    if window is not None:
+        for k, v in window.model_dump().items():
+            if v is not None:
+                o[f"split.{k}"] = v.isoformat()
+    if max_epochs:
+        o["model.max_epochs"] = max_epochs
+    if dataset_limit:
+        o["dataset.limit"] = dataset_limit
+    if dataset_uri:
+        o["dataset.uri"] = dataset_uri
+    return o
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(
+    spec: str = "specs/flights.yaml",
+    window: Window | None = None,
+    max_epochs: int | None = None,
+    dataset_limit: int | None = None,
+    dataset_uri: str | None = None,
+    deploy: bool = True,
+    reason: str = "manual",
+    overrides: dict | None = None,
+) -> dict:
+    """Retrain a model from its spec: load, validate, train, evaluate, register, deploy.
+
+    Args:
+        spec: Path to the pipeline spec (YAML).
+        window: Time windows that replace the spec's split for this run (empty fields keep the spec's).
+        max_epochs: Cap on training epochs; empty keeps the spec's.
+        dataset_limit: Read only the first N rows, for quick runs.
+        dataset_uri: Read this dataset (any fsspec URI) instead of the spec's.
+        deploy: Roll a promoted model out to the spec's serving targets.
+        reason: Why this run happens: manual, schedule or a drift event.
+        overrides: Other spec fields to override, as dotted keys, e.g. {"model.batch_size": 2048}.
+    """
+    logger = get_run_logger()
+    ov = _overrides(window, max_epochs, dataset_limit, dataset_uri, overrides)
+    s = load_spec_task(spec, ov)
+    logger.info("retrain %s (%s)", s.name, reason)
+    df, fp = load_data_task(s)
+    validation = validate_task(df, s)
+    windows = split_task(df, s)
+    del df
+    registry = open_registry(s)
+    trained = train_task(s, windows, fp)
+    evaluation = evaluate_task(s, windows, trained, registry)
+    drift = drift_task(s, windows)
+    smoke = smoke_task(s, windows, trained)
+    mv = register_task(s, registry, trained, evaluation, validation, drift, smoke, fp, windows)
+
+    deployed = None
+    if evaluation.promote:
+        if deploy:
+            from flows.deploy import deploy as deploy_flow
+            deployed = deploy_flow(spec=spec, version=mv.version, overrides=ov or None)
+        registry.set_alias("champion", mv.version, run_id=mv.manifest.get("run_id"), reason=reason)
+    summary = {
+        "model": s.name, "version": mv.version, "promoted": evaluation.promote, "reason": evaluation.reason,
+        "champion": registry.alias("champion")["version"],
+        "metrics": {"candidate": evaluation.candidate, "champion": evaluation.champion,
+                    "baseline": evaluation.baseline},
+        "drift": drift.summary(), "training": trained.info, "deployed": deployed,
+        "store": registry.store.url(mv.prefix),
+    }
+    create_markdown_artifact(key=f"{s.name}-summary", markdown=_summary_md(summary), description="retrain summary")
+    return summary
+
+
+def _summary_md(s: dict) -> str:
+    m = s["metrics"]
+    rows = "\n".join(
+        f"| {k} | {v:.4f} | {'' if m['champion'] is None else f'{m['champion'][k]:.4f}'} | {m['baseline'][k]:.4f} |"
+        for k, v in m["candidate"].items())
+    d = s["drift"]
+    return (f"# {s['model']} v{s['version']} ({'promoted' if s['promoted'] else 'not promoted'})\n\n{s['reason']}\n\n"
+            f"| metric | candidate | champion | baseline |\n|---|---|---|---|\n{rows}\n\n"
+            f"Drift share {d['share']:.3f}; drifted columns: {', '.join(d['drifted_columns']) or 'none'}\n\n"
+            f"Trained on {s['training'].get('where')} ({s['training'].get('device')}), "
+            f"{s['training'].get('steps')} steps. Artifacts: `{s['store']}`\n")
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(description="run the retrain flow once, in this process")
+    p.add_argument("--spec", default="specs/flights.yaml")
+    p.add_argument("--max-epochs", type=int)
+    p.add_argument("--limit", type=int)
+    p.add_argument("--no-deploy", action="store_true")
+    a = p.parse_args()
+    print(json.dumps(retrain(spec=a.spec, max_epochs=a.max_epochs, dataset_limit=a.limit,
+                             deploy=not a.no_deploy), indent=2, default=str))

@@ -1,0 +1,133 @@
+"""Thin Prefect tasks around cloudhop.pipeline: retries, artifacts and logging only."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
+                               update_progress_artifact)
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from cloudhop import pipeline
+from cloudhop.data import fingerprint
+from cloudhop.spec import PipelineSpec, load_spec
+
+# Inputs here are DataFrames and model bytes: hashing them for a cache key would cost
+# more than the work, so no task caches.
+_task = dict(cache_policy=NO_CACHE, persist_result=False)
+
+
+class ValidationFailed(RuntimeError):
+    """The data did not pass the validation gate; nothing was trained."""
+
+
+def _key(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")[:60]
+
+
+@task(name="load-spec", **_task)
+def load_spec_task(path: str, overrides: dict[str, Any] | None = None) -> PipelineSpec:
+    return load_spec(path, overrides)
+
+
+@task(name="load-data", **_task)
+def load_data_task(spec: PipelineSpec):
+    df = pipeline.load_data(spec)
+    fp = fingerprint(df)
+    get_run_logger().info("loaded %s rows x %s columns from %s (fingerprint %s)", len(df), len(df.columns),
+                          spec.dataset.uri, fp)
+    return df, fp
+
+
+@task(name="validate", **_task)
+def validate_task(df, spec: PipelineSpec):
+    """The gate: a failed suite stops the run with a table of what failed, saved to the store."""
+    result = pipeline.check_data(df, spec)
+    run_id = str(flow_run.get_id() or "adhoc")
+    registry = pipeline.open_registry(spec)
+    key = f"runs/{spec.name}/{run_id}/validation.json"
+    registry.store.write_json(key, result.to_dict())
+    s = result.statistics
+    if not result.success:
+        create_table_artifact(key=_key(f"{spec.name}-validation-failures"), table=result.table(),
+                              description=f"Validation failed: {s.get('unsuccessful')} of {s.get('evaluated')} "
+                                          f"expectations. Full result: {registry.store.url(key)}")
+        lines = "\n".join(f"  - {f.message}" for f in result.failures)
+        raise ValidationFailed(f"data in {spec.dataset.uri} failed validation "
+                               f"({s.get('unsuccessful')} of {s.get('evaluated')} expectations):\n{lines}")
+    get_run_logger().info("validation passed: %s expectations", s.get("evaluated"))
+    return result
+
+
+@task(name="split-windows", **_task)
+def split_task(df, spec: PipelineSpec):
+    w = pipeline.split(df, spec)
+    get_run_logger().info("windows: %s", w.sizes())
+    return w
+
+
+class _Progress:
+    """Feeds the trainer's progress callback into one Prefect progress artifact."""
+
+    def __init__(self, name: str):
+        self.id = create_progress_artifact(progress=0.0, key=_key(f"{name}-training"),
+                                           description=f"Training {name}")
+        self.logger = get_run_logger()
+        self.last = 0.0
+
+    def __call__(self, p: dict) -> None:
+        now = time.monotonic()
+        if now - self.last < 2.0 and p.get("fraction", 0) < 1.0:
+            return
+        self.last = now
+        update_progress_artifact(self.id, progress=round(100 * float(p.get("fraction", 0.0)), 1))
+        self.logger.info("epoch %s/%s step %s train_loss %.4f valid_loss %s", p.get("epoch"), p.get("max_epochs"),
+                         p.get("step"), p.get("train_loss") or float("nan"), p.get("valid_loss"))
+
+
+@task(name="train", **_task)
+def train_task(spec: PipelineSpec, windows, data_fingerprint: str, where: str = "local"):
+    trained = pipeline.train_model(spec, windows, data_fingerprint, progress=_Progress(spec.name), where=where)
+    get_run_logger().info("trained: %s", trained.info)
+    return trained
+
+
+@task(name="evaluate", **_task)
+def evaluate_task(spec: PipelineSpec, windows, trained, registry):
+    ev = pipeline.evaluate(spec, windows, trained, registry)
+    create_table_artifact(key=_key(f"{spec.name}-evaluation"), table=ev.table(),
+                          description=f"Holdout metrics: candidate vs champion vs baseline. {ev.reason}")
+    get_run_logger().info("evaluation: %s", ev.reason)
+    return ev
+
+
+@task(name="drift", **_task)
+def drift_task(spec: PipelineSpec, windows):
+    d = pipeline.drift_summary(spec, windows)
+    get_run_logger().info("drift share %.3f (%s of %s columns): %s", d.share, len(d.drifted_columns),
+                          d.n_columns, d.drifted_columns)
+    return d
+
+
+@task(name="register", **_task)
+def register_task(spec, registry, trained, evaluation, validation, drift, smoke, data_fingerprint, windows):
+    run_id = flow_run.get_id()
+    mv = pipeline.register(spec, registry, trained, evaluation, validation.summary(), validation.to_dict(), drift,
+                           smoke, data_fingerprint, windows, run_id=str(run_id) if run_id else None)
+    files = mv.manifest["files"]
+    links = "\n".join(f"- `{f}`: {registry.store.url(mv.key(f))}" for f in sorted(files))
+    create_markdown_artifact(
+        key=_key(f"{spec.name}-version"),
+        markdown=(f"# {spec.name} v{mv.version}\n\n{evaluation.reason}\n\n"
+                  f"Drift (training vs holdout window): share {drift.share:.3f}, drifted: "
+                  f"{', '.join(drift.drifted_columns) or 'none'}. Report: {registry.store.url(mv.key('drift.html'))}\n\n"
+                  f"## Files\n{links}\n"),
+        description=f"Model version {mv.version}")
+    return mv
+
+
+@task(name="smoke-set", **_task)
+def smoke_task(spec, windows, trained):
+    return pipeline.smoke_set(spec, windows, trained)

@@ -1,0 +1,78 @@
+import copy
+
+import pytest
+import yaml
+
+from cloudhop.spec import SpecError, load_spec, parse_spec
+
+BASE = yaml.safe_load(open("specs/flights.yaml"))
+
+
+def spec_with(**changes):
+    d = copy.deepcopy(BASE)
+    for dotted, value in changes.items():
+        node = d
+        *parents, last = dotted.split("__")
+        for p in parents:
+            node = node[p]
+        if value is ...:
+            del node[last]
+        else:
+            node[last] = value
+    return d
+
+
+def test_flights_spec_loads_with_derived_views():
+    s = load_spec("specs/flights.yaml")
+    assert s.name == "flights-delay"
+    assert s.target.task == "binary" and s.metric == "roc_auc"
+    assert "late" not in s.features and "time_hour" not in s.features
+    assert set(s.categorical) == {"carrier", "origin", "dest"}
+    assert "distance" in s.numeric and "temp" in s.numeric
+    assert s.spec_hash() == load_spec("specs/flights.yaml").spec_hash()
+
+
+def test_unknown_field_is_named():
+    with pytest.raises(SpecError) as e:
+        parse_spec(spec_with(model__hiden=[3]), "x.yaml")
+    assert "model.hiden: unknown field" in str(e.value)
+    assert "x.yaml" in str(e.value)
+
+
+def test_missing_required_field_is_named():
+    with pytest.raises(SpecError, match=r"target: required field is missing"):
+        parse_spec(spec_with(target=...))
+
+
+def test_wrong_value_names_field_and_problem():
+    with pytest.raises(SpecError, match=r"model\.batch_size: .*greater than or equal to 1"):
+        parse_spec(spec_with(model__batch_size=0))
+    with pytest.raises(SpecError, match=r"columns\.distance: .*min \(10.0\) is greater than max"):
+        parse_spec(spec_with(columns__distance={"type": "float", "min": 10, "max": 1}))
+
+
+def test_cross_field_checks():
+    with pytest.raises(SpecError, match="target.column 'nope' is not in columns"):
+        parse_spec(spec_with(target={"column": "nope", "task": "binary"}))
+    with pytest.raises(SpecError, match="validation_start must be before holdout_start"):
+        parse_spec(spec_with(split__holdout_start="2013-01-01"))
+    with pytest.raises(SpecError, match="regression target must be int or float"):
+        parse_spec(spec_with(target={"column": "carrier", "task": "regression"}))
+
+
+def test_overrides_use_dotted_keys():
+    s = parse_spec(BASE, overrides={"model.max_epochs": 1, "dataset.limit": 100, "store": "/tmp/x"})
+    assert s.model.max_epochs == 1 and s.dataset.limit == 100 and s.store == "/tmp/x"
+    assert s.model.batch_size == BASE["model"]["batch_size"]
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(p)
+    with pytest.raises(SpecError, match="does not exist"):
+        load_spec(tmp_path / "none.yaml")
+    p.write_text("- a list")
+    with pytest.raises(SpecError, match="expected a mapping"):
+        load_spec(p)
