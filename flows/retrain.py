@@ -109,15 +109,38 @@ def _summary_md(s: dict) -> str:
             f"{s['training'].get('steps')} steps. Artifacts: `{s['store']}`\n")
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
     import argparse
-    import json
+    import os
 
-    p = argparse.ArgumentParser(description="run the retrain flow once, in this process")
+    p = argparse.ArgumentParser(description="run the retrain flow once, in this process, against PREFECT_API_URL")
     p.add_argument("--spec", default="specs/flights.yaml")
     p.add_argument("--max-epochs", type=int)
-    p.add_argument("--limit", type=int)
+    p.add_argument("--limit", type=int, help="read only the first N rows")
     p.add_argument("--no-deploy", action="store_true")
-    a = p.parse_args()
-    print(json.dumps(retrain(spec=a.spec, max_epochs=a.max_epochs, dataset_limit=a.limit,
-                             deploy=not a.no_deploy), indent=2, default=str))
+    a = p.parse_args(argv)
+    s = retrain(spec=a.spec, max_epochs=a.max_epochs, dataset_limit=a.limit, deploy=not a.no_deploy)
+    api = os.environ.get("PREFECT_API_URL", "")
+    ui = api[: -len("/api")] if api.endswith("/api") else api
+    m = s["metrics"]
+    print()
+    print(f"Prefect UI:   {ui or '(ephemeral: no UI)'}   (flow runs -> retrain)")
+    print(f"Model:        {s['model']} v{s['version']} ({'promoted to champion' if s['promoted'] else 'not promoted'}); "
+          f"champion is v{s['champion']}")
+    print(f"Why:          {s['reason']}")
+    print(f"{'metric':10} {'candidate':>10} {'champion':>10} {'baseline':>10}")
+    for k, v in m["candidate"].items():
+        ch = "" if m["champion"] is None else f"{m['champion'][k]:.4f}"
+        print(f"{k:10} {v:>10.4f} {ch:>10} {m['baseline'][k]:>10.4f}")
+    d = s["drift"]
+    print(f"Drift:        share {d['share']:.3f}, drifted columns: {', '.join(d['drifted_columns']) or 'none'}")
+    t = s["training"]
+    print(f"Training:     {t.get('steps')} steps on {t.get('where')} ({t.get('device')}), {t.get('samples_per_s')} samples/s")
+    print(f"Artifacts:    {s['store']}")
+    for name, dep in (s.get("deployed") or {}).items():
+        print(f"Serving:      {name} runs v{dep['version']} ({dep.get('url', '')})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

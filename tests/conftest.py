@@ -1,0 +1,46 @@
+"""Shared fixtures. Services start once per session, only when a test asks for them."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import pytest
+
+from tests.helpers import services
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(tmp_path_factory):
+    """A real `prefect server start` for the whole session; this process talks to it."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    workdir = tmp_path_factory.mktemp("prefect")
+    with services.prefect_server(workdir) as api:
+        old = os.environ.get("PREFECT_API_URL")
+        os.environ["PREFECT_API_URL"] = api
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            yield api
+        if old is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = old
+
+
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory):
+    with services.moto_server(tmp_path_factory.mktemp("moto")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def gcs_url(tmp_path_factory):
+    with services.gcs_emulator(tmp_path_factory.mktemp("gcs")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def azurite_url(tmp_path_factory):
+    with services.azurite(tmp_path_factory.mktemp("azurite")) as url:
+        yield url
