@@ -65,7 +65,7 @@ class Trained:
 
 def checkpoint_prefix(spec: PipelineSpec, data_fingerprint: str) -> str:
     """Checkpoints are keyed by what is trained: the same spec on the same data resumes."""
-    return f"checkpoints/{spec.name}/{spec.spec_hash()}-{data_fingerprint}"
+    return f"checkpoints/{spec.name}/{spec.training_hash()}-{data_fingerprint}"
 
 
 def train_model(spec: PipelineSpec, windows: Windows, data_fingerprint: str,
@@ -84,6 +84,82 @@ def train_model(spec: PipelineSpec, windows: Windows, data_fingerprint: str,
             "best_epoch": result.best_epoch, "best_valid_loss": result.best_valid_loss,
             "onnx_torch_max_abs_diff": parity, "where": where, "host": socket.gethostname()}
     return Trained(onnx, result.preprocessor.to_dict(), result.checkpoint, result.history, info)
+
+
+def trained_prefix(spec: PipelineSpec, run_key: str) -> str:
+    """Where a remote training run of `run_key` leaves its heartbeats and result."""
+    return f"runs/{spec.name}/{run_key}/training"
+
+
+_TRAINED_FILES = ("model.onnx", "preprocess.json", "checkpoint.pt", "history.json", "info.json")
+
+
+def save_trained(store: Store, prefix: str, trained: Trained) -> None:
+    """Hand a trained model from a training run to the run that registers it, through the store.
+
+    `done.json` (with the sha256 of each file) is written last: a reader sees all or nothing.
+    """
+    from cloudhop.store import sha256_bytes
+
+    blobs = {"model.onnx": trained.onnx, "preprocess.json": json.dumps(trained.preprocess).encode(),
+             "checkpoint.pt": trained.checkpoint, "history.json": json.dumps(trained.history).encode(),
+             "info.json": json.dumps(trained.info, default=str).encode()}
+    for name, data in blobs.items():
+        store.write_bytes(f"{prefix}/{name}", data)
+    store.write_json(f"{prefix}/done.json", {n: sha256_bytes(d) for n, d in blobs.items()})
+
+
+def load_trained(store: Store, prefix: str) -> Trained:
+    from cloudhop.store import sha256_bytes
+
+    if not store.exists(f"{prefix}/done.json"):
+        raise PipelineError(f"no finished training result at {store.url(prefix)}")
+    want = store.read_json(f"{prefix}/done.json")
+    blobs = {}
+    for name in _TRAINED_FILES:
+        data = store.read_bytes(f"{prefix}/{name}")
+        if sha256_bytes(data) != want[name]:
+            raise PipelineError(f"training result {store.url(prefix + '/' + name)} does not match its checksum")
+        blobs[name] = data
+    return Trained(blobs["model.onnx"], json.loads(blobs["preprocess.json"]), blobs["checkpoint.pt"],
+                   json.loads(blobs["history.json"]), json.loads(blobs["info.json"]))
+
+
+class Heartbeat:
+    """Writes {"at", "step", ...} to a store key every `interval` seconds from a thread,
+    so whoever waits on a remote training run can tell a slow run from a dead one."""
+
+    def __init__(self, store: Store, key: str, interval: float = 2.0, **fields: Any):
+        import threading
+
+        self.store, self.key, self.interval, self.fields = store, key, interval, dict(fields)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cloudhop-heartbeat", daemon=True)
+        self.progress: dict[str, Any] = {}
+
+    def update(self, progress: dict[str, Any]) -> None:
+        self.progress = dict(progress)
+
+    def beat(self) -> None:
+        import time
+
+        self.store.write_json(self.key, {"at": time.time(), **self.fields, **self.progress})
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except Exception:  # a missed beat is not worth killing the training for
+                pass
+
+    def __enter__(self) -> "Heartbeat":
+        self.beat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 # -- evaluation ----------------------------------------------------------------

@@ -111,6 +111,32 @@ class ServingTargetSpec(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class FailoverSpec(_Strict):
+    retries: int = Field(default=1, ge=0, description="extra attempts on the same cloud before the next one")
+    backoff_seconds: float = Field(default=2.0, ge=0, description="wait before a retry on the same cloud (doubles)")
+    start_timeout_s: float = Field(default=60.0, gt=0, description="a run not running by then is cancelled: cloud fault")
+    heartbeat_timeout_s: float = Field(default=30.0, gt=0, description="a running run silent this long has crashed")
+    run_timeout_s: float = Field(default=6 * 3600, gt=0, description="longest a training run may take")
+
+
+class BreakerSpec(_Strict):
+    failures: int = Field(default=3, ge=1, description="infrastructure failures that open a cloud's circuit")
+    window_minutes: float = Field(default=30.0, gt=0, description="...within this many minutes")
+
+
+class ComputeSpec(_Strict):
+    """Where training runs: in the flow's own process, or on the cheapest healthy cloud's work pool."""
+    mode: Literal["local", "pools"] = "local"
+    catalog: str = Field(default="deployments/clouds.yaml", description="the cloud catalog")
+    clouds: list[str] | None = Field(default=None, description="clouds allowed (all enabled ones when unset)")
+    gpu_type: str | None = Field(default=None, description="GPU type asked for, e.g. H100 (any when unset)")
+    gpu_count: int = Field(default=1, ge=0)
+    spot: bool = False
+    max_price_per_hour: float | None = Field(default=None, gt=0)
+    failover: FailoverSpec = Field(default_factory=FailoverSpec)
+    breaker: BreakerSpec = Field(default_factory=BreakerSpec)
+
+
 class PipelineSpec(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="model name (lowercase, digits, dashes)")
     dataset: DatasetSpec
@@ -124,6 +150,7 @@ class PipelineSpec(_Strict):
     store_options: dict[str, Any] = Field(default_factory=dict)
     expectations: str | None = Field(default=None, description="optional path to a user GX suite (JSON)")
     targets: list[ServingTargetSpec] = Field(default_factory=lambda: [ServingTargetSpec(name="local", kind="local")])
+    compute: ComputeSpec = Field(default_factory=ComputeSpec)
 
     @model_validator(mode="after")
     def _cross(self):
@@ -167,11 +194,19 @@ class PipelineSpec(_Strict):
         return "roc_auc" if self.target.task == "binary" else "rmse"
 
     def spec_hash(self) -> str:
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return _hash(self.model_dump(mode="json"))
+
+    def training_hash(self) -> str:
+        """What determines a training run's result (with the data): schema, target, windows, model."""
+        return _hash(self.model_dump(mode="json", include={"columns", "target", "split", "model"}))
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _format_errors(err: ValidationError, source: str, what: str = "pipeline spec") -> str:
+    """One line per problem: the dotted field path and what is wrong (shared with the cloud catalog)."""
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
@@ -181,7 +216,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
         elif e["type"] == "missing":
             msg = "required field is missing"
         lines.append(f"  {loc}: {msg}")
-    return f"invalid pipeline spec {source}:\n" + "\n".join(lines)
+    return f"invalid {what} {source}:\n" + "\n".join(lines)
 
 
 def parse_spec(data: Any, source: str = "<dict>", overrides: dict[str, Any] | None = None) -> PipelineSpec:

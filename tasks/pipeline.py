@@ -71,13 +71,16 @@ def split_task(df, spec: PipelineSpec):
 class _Progress:
     """Feeds the trainer's progress callback into one Prefect progress artifact."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, heartbeat=None):
+        self.heartbeat = heartbeat
         self.id = create_progress_artifact(progress=0.0, key=_key(f"{name}-training"),
                                            description=f"Training {name}")
         self.logger = get_run_logger()
         self.last = 0.0
 
     def __call__(self, p: dict) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.update(p)
         now = time.monotonic()
         if now - self.last < 2.0 and p.get("fraction", 0) < 1.0:
             return
@@ -88,8 +91,9 @@ class _Progress:
 
 
 @task(name="train", **_task)
-def train_task(spec: PipelineSpec, windows, data_fingerprint: str, where: str = "local"):
-    trained = pipeline.train_model(spec, windows, data_fingerprint, progress=_Progress(spec.name), where=where)
+def train_task(spec: PipelineSpec, windows, data_fingerprint: str, where: str = "local", heartbeat=None):
+    trained = pipeline.train_model(spec, windows, data_fingerprint, progress=_Progress(spec.name, heartbeat),
+                                   where=where)
     get_run_logger().info("trained: %s", trained.info)
     return trained
 

@@ -1,0 +1,36 @@
+"""train: the training step alone, run on one cloud's work pool by `retrain`.
+
+Reads the dataset where it lives, trains with checkpoints in the shared store (resuming
+from the newest one, whichever cloud wrote it) and leaves the result in the store for
+`retrain`, which registers it. A heartbeat in the store tells `retrain` it is alive.
+"""
+from __future__ import annotations
+
+from prefect import flow
+
+from cloudhop.pipeline import Heartbeat, open_registry, save_trained, trained_prefix
+from tasks.pipeline import load_data_task, load_spec_task, split_task, train_task
+
+
+@flow(name="train", log_prints=True)
+def train(spec: str = "specs/flights.yaml", overrides: dict | None = None, run_key: str = "adhoc",
+          cloud: str = "local", attempt: int = 1) -> dict:
+    """Train the spec's model on this worker's cloud.
+
+    Args:
+        spec: Path to the pipeline spec (YAML), as the worker sees it.
+        overrides: Spec fields to override, as dotted keys.
+        run_key: Names this training in the store (retrain passes its flow run id).
+        cloud: The cloud this deployment's work pool belongs to.
+        attempt: Attempt number on this cloud (set by retrain's failover).
+    """
+    s = load_spec_task(spec, overrides)
+    store = open_registry(s).store
+    hb_key = f"{trained_prefix(s, run_key)}/heartbeat-{cloud}-{attempt}.json"
+    with Heartbeat(store, hb_key, cloud=cloud, attempt=attempt) as hb:
+        df, fp = load_data_task(s)
+        windows = split_task(df, s)
+        del df
+        trained = train_task(s, windows, fp, where=cloud, heartbeat=hb)
+        save_trained(store, f"{trained_prefix(s, run_key)}/result", trained)
+    return {"cloud": cloud, "steps": trained.info["steps"], "resumed_from_step": trained.info["resumed_from_step"]}
