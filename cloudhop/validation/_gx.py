@@ -1,0 +1,162 @@
+"""The Great Expectations runtime: imported lazily (importing GX takes seconds).
+
+`run_expectations(df, expectations)` runs a plain-data suite on one pandas frame in an
+ephemeral GX context and returns one plain dict per expectation, in suite order.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.expectations.expectation import BatchExpectation
+    from great_expectations.expectations.registry import get_expectation_impl
+
+from cloudhop.validation.suite import DTYPE_CHECK, Expectation, dtype_matches
+
+__all__ = ["run_expectations", "check_expectation", "RESULT_FORMAT"]
+
+# Counts plus a few unexpected examples; no full lists of values or row indices.
+# The first 20 unexpected values are fetched; their distinct ones are kept (in row order).
+RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 20}
+# Keys of a GX result worth keeping: figures that can be read (and summed across partitions).
+_DROP_KEYS = ("partial_unexpected_index_list", "partial_unexpected_counts", "unexpected_list",
+              "unexpected_index_list", "unexpected_index_query", "unexpected_rows")
+_INDEX_KEY = "_cloudhop_i"
+
+
+class ExpectColumnDtypeToBeKind(BatchExpectation):
+    """The column's pandas dtype is one that a cloudhop spec type allows (see suite.KIND_DTYPES).
+
+    GX's own ExpectColumnValuesToBeInTypeList compares exact dtypes and, on pandas 3,
+    matches no type name for 'str', 'category' or time-zone-aware datetime columns.
+    """
+    column: str
+    kind: str
+
+    metric_dependencies = ("table.column_types",)
+    success_keys = ("column", "kind")
+    domain_keys = ("batch_id",)
+    args_keys = ("column", "kind")
+
+    def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
+        column = self.configuration.kwargs["column"]
+        kind = self.configuration.kwargs["kind"]
+        types = {t["name"]: t["type"] for t in metrics["table.column_types"]}
+        if column not in types:
+            raise ValueError(f'The column "{column}" in BatchData does not exist.')
+        dtype = types[column]
+        return {"success": dtype_matches(kind, dtype), "result": {"observed_value": str(dtype)}}
+
+
+assert get_expectation_impl(DTYPE_CHECK) is ExpectColumnDtypeToBeKind
+
+
+def check_expectation(exp: Expectation) -> str | None:
+    """None if GX knows the type and accepts the kwargs; otherwise what is wrong, in words."""
+    try:
+        impl = get_expectation_impl(exp.type)
+    except Exception:
+        return f"unknown expectation type {exp.type!r} (not a Great Expectations {gx.__version__} expectation)"
+    try:
+        impl(**exp.kwargs, meta=exp.meta)
+    except Exception as e:  # pydantic errors: name each bad field
+        errors = getattr(e, "errors", None)
+        if callable(errors):
+            parts = [f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in errors()]
+            return "invalid kwargs: " + "; ".join(parts)
+        return f"invalid kwargs: {e}"
+    return None
+
+
+def _context():
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return ctx
+
+
+def jsonable(x: Any) -> Any:
+    """Plain JSON types: numpy scalars to Python, NaN to None, timestamps to ISO text."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, set)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float):
+        return None if math.isnan(x) else x if math.isfinite(x) else str(x)
+    if x is None or isinstance(x, (bool, int, str)):
+        return x
+    if isinstance(x, (datetime, date, pd.Timestamp)):
+        return x.isoformat()
+    if x is pd.NaT or x is pd.NA:
+        return None
+    return str(x)
+
+
+def _distinct(values: list[Any]) -> list[Any]:
+    seen: set[str] = set()
+    out = []
+    for v in values:
+        key = repr(v)
+        if key not in seen:
+            seen.add(key)
+            out.append(v)
+    return out
+
+
+def _exception_message(info: dict[str, Any] | None) -> str | None:
+    """GX reports an expectation's exception either directly or keyed by metric id."""
+    if not info:
+        return None
+    if "raised_exception" in info:
+        return (info.get("exception_message") or "error") if info.get("raised_exception") else None
+    for v in info.values():
+        if isinstance(v, dict) and v.get("raised_exception"):
+            return v.get("exception_message") or "error"
+    return None
+
+
+def run_expectations(df: pd.DataFrame, expectations: list[Expectation]) -> list[dict[str, Any]]:
+    """Run the suite on one pandas frame.
+
+    Returns, per expectation and in order: {type, column, kwargs, meta, success, observed, error}.
+    `observed` holds GX's result figures (element_count, unexpected_count, observed_value, ...);
+    `error` is the message of an exception raised inside GX (then success is False).
+    """
+    if not expectations:
+        return []
+    impls = []
+    for i, exp in enumerate(expectations):
+        impls.append(get_expectation_impl(exp.type)(**exp.kwargs, meta={**exp.meta, _INDEX_KEY: i}))
+    ctx = _context()
+    batch = (ctx.data_sources.add_pandas("cloudhop").add_dataframe_asset("table")
+             .add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": df}))
+    suite = gx.ExpectationSuite(name="cloudhop", expectations=impls)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = batch.validate(suite, result_format=RESULT_FORMAT)
+    out: list[dict[str, Any] | None] = [None] * len(expectations)
+    for r in res.results:
+        i = r.expectation_config.meta[_INDEX_KEY]
+        exp = expectations[i]
+        raw = r.to_json_dict()
+        observed = jsonable({k: v for k, v in (raw.get("result") or {}).items() if k not in _DROP_KEYS})
+        if "partial_unexpected_list" in observed:
+            observed["partial_unexpected_list"] = _distinct(observed["partial_unexpected_list"])
+        error = _exception_message(raw.get("exception_info"))
+        out[i] = {"type": exp.type, "column": exp.column, "kwargs": jsonable(exp.kwargs),
+                  "meta": jsonable(exp.meta), "success": bool(raw.get("success")) and error is None,
+                  "observed": observed, "error": error}
+    missing = [expectations[i].type for i, r in enumerate(out) if r is None]
+    if missing:  # never expected; fail loudly rather than drop a check
+        raise RuntimeError(f"Great Expectations returned no result for: {', '.join(missing)}")
+    return out  # type: ignore[return-value]
