@@ -114,7 +114,10 @@ class ServingTargetSpec(_Strict):
 class FailoverSpec(_Strict):
     retries: int = Field(default=1, ge=0, description="extra attempts on the same cloud before the next one")
     backoff_seconds: float = Field(default=2.0, ge=0, description="wait before a retry on the same cloud (doubles)")
-    start_timeout_s: float = Field(default=60.0, gt=0, description="a run not running by then is cancelled: cloud fault")
+    start_timeout_s: float = Field(default=60.0, gt=0,
+                                   description="a run no worker picked up by then is cancelled: cloud fault")
+    startup_timeout_s: float = Field(default=900.0, gt=0, description="a picked-up run not running by then "
+                                     "(no capacity, image pull stuck) is cancelled: cloud fault")
     heartbeat_timeout_s: float = Field(default=30.0, gt=0, description="a running run silent this long has crashed")
     run_timeout_s: float = Field(default=6 * 3600, gt=0, description="longest a training run may take")
 

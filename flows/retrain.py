@@ -13,7 +13,10 @@ from pydantic import BaseModel, Field
 
 from tasks.pipeline import (drift_task, evaluate_task, load_data_task, load_spec_task, register_task,
                             smoke_task, split_task, train_task, validate_task)
+from prefect.runtime import flow_run
+
 from cloudhop.pipeline import open_registry
+from tasks.failover import dataset_bytes, place_task, train_with_failover_task
 
 
 class Window(BaseModel):
@@ -50,6 +53,7 @@ def retrain(
     deploy: bool = True,
     reason: str = "manual",
     overrides: dict | None = None,
+    model: str | None = None,
 ) -> dict:
     """Retrain a model from its spec: load, validate, train, evaluate, register, deploy.
 
@@ -62,17 +66,26 @@ def retrain(
         deploy: Roll a promoted model out to the spec's serving targets.
         reason: Why this run happens: manual, schedule or a drift event.
         overrides: Other spec fields to override, as dotted keys, e.g. {"model.batch_size": 2048}.
+        model: The model this run is for (a drift event names it); when set, it must be the spec's name.
     """
     logger = get_run_logger()
     ov = _overrides(window, max_epochs, dataset_limit, dataset_uri, overrides)
     s = load_spec_task(spec, ov)
+    if model and model != s.name:
+        raise ValueError(f"retrain was asked for model {model!r} but spec {spec} describes {s.name!r}")
     logger.info("retrain %s (%s)", s.name, reason)
     df, fp = load_data_task(s)
     validation = validate_task(df, s)
     windows = split_task(df, s)
+    data_bytes = dataset_bytes(s, df) if s.compute.mode == "pools" else 0
     del df
     registry = open_registry(s)
-    trained = train_task(s, windows, fp)
+    attempts = placement = None
+    if s.compute.mode == "pools":
+        placement = place_task(s, data_bytes)
+        trained, attempts = train_with_failover_task(s, spec, ov or None, placement, str(flow_run.get_id() or "adhoc"))
+    else:
+        trained = train_task(s, windows, fp)
     evaluation = evaluate_task(s, windows, trained, registry)
     drift = drift_task(s, windows)
     smoke = smoke_task(s, windows, trained)
@@ -89,7 +102,8 @@ def retrain(
         "champion": registry.alias("champion")["version"],
         "metrics": {"candidate": evaluation.candidate, "champion": evaluation.champion,
                     "baseline": evaluation.baseline},
-        "drift": drift.summary(), "training": trained.info, "deployed": deployed,
+        "drift": drift.summary(), "training": trained.info, "attempts": attempts,
+        "placement": placement.table() if placement else None, "deployed": deployed,
         "store": registry.store.url(mv.prefix),
     }
     create_markdown_artifact(key=f"{s.name}-summary", markdown=_summary_md(summary), description="retrain summary")
@@ -99,7 +113,7 @@ def retrain(
 def _summary_md(s: dict) -> str:
     m = s["metrics"]
     rows = "\n".join(
-        f"| {k} | {v:.4f} | {'' if m['champion'] is None else f'{m['champion'][k]:.4f}'} | {m['baseline'][k]:.4f} |"
+        f"| {k} | {v:.4f} | {'' if m['champion'] is None else format(m['champion'][k], '.4f')} | {m['baseline'][k]:.4f} |"
         for k, v in m["candidate"].items())
     d = s["drift"]
     return (f"# {s['model']} v{s['version']} ({'promoted' if s['promoted'] else 'not promoted'})\n\n{s['reason']}\n\n"

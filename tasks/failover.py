@@ -6,7 +6,7 @@ only talks to Prefect: submit with run_deployment, watch the run, cancel or mark
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
@@ -17,6 +17,7 @@ from prefect.deployments import run_deployment
 from prefect.events import emit_event
 from prefect.states import Cancelled, Crashed
 
+from cloudhop.clouds import BreakerPolicy, Placement, TrainingRequest, load_catalog, rank_clouds
 from cloudhop.clouds.failover import Attempt, AttemptOutcome, FailoverPolicy, run_with_failover
 from cloudhop.pipeline import load_trained, open_registry, trained_prefix
 from cloudhop.spec import PipelineSpec
@@ -24,15 +25,24 @@ from cloudhop.spec import PipelineSpec
 TRAIN_TAG = "cloudhop-train"
 
 
-def deployment_name(cloud: str) -> str:
-    return f"train/train-{cloud}"
+def deployment_name(pool: str) -> str:
+    """The `train` deployment bound to a work pool (prefect.yaml has one per cloud pool)."""
+    return f"train/train-{pool}"
 
 
-def watch_run(client, run_id, store, heartbeat_key: str, start_timeout: float, heartbeat_timeout: float,
-              run_timeout: float, poll: float = 0.5) -> AttemptOutcome:
-    """Follow one training run until it ends or its cloud is judged faulty."""
+def watch_run(client, run_id, store, heartbeat_key: str, f, poll: float = 0.5) -> AttemptOutcome:
+    """Follow one training run until it ends or its cloud is judged faulty.
+
+    `f` is the spec's failover section: start_timeout_s (until a worker picks the run up),
+    startup_timeout_s (until it runs), heartbeat_timeout_s, run_timeout_s.
+    """
     t0 = time.monotonic()
-    started_mono = started_at = None
+    picked_mono = started_mono = started_at = None
+
+    def give_up(kind: str, state, why: str) -> AttemptOutcome:
+        client.set_flow_run_state(run_id, state, force=True)
+        return AttemptOutcome(kind, why, str(run_id), started_at)
+
     while True:
         fr = client.read_flow_run(run_id)
         st = fr.state.type if fr.state else StateType.SCHEDULED
@@ -46,31 +56,67 @@ def watch_run(client, run_id, store, heartbeat_key: str, start_timeout: float, h
         if st in (StateType.CANCELLED, StateType.CANCELLING):
             return AttemptOutcome("infra_error", f"run was cancelled: {msg}", str(run_id), started_at)
         now = time.monotonic()
+        if st != StateType.SCHEDULED and picked_mono is None:
+            picked_mono = now
         if st == StateType.RUNNING and started_mono is None:
             started_mono, started_at = now, datetime.now(timezone.utc)
-        if started_mono is None:
-            if now - t0 > start_timeout:
-                client.set_flow_run_state(run_id, Cancelled(message=f"not started within {start_timeout:.0f}s"),
-                                          force=True)
-                return AttemptOutcome("not_started", f"not running within the start timeout ({start_timeout:.0f}s): "
-                                      f"no worker or no capacity (last state {st.value})", str(run_id))
-        else:
+        if picked_mono is None and now - t0 > f.start_timeout_s:
+            return give_up("not_started", Cancelled(message=f"not started: no worker picked the run up within "
+                                                            f"{f.start_timeout_s:.0f}s"),
+                           f"no worker picked the run up within the start timeout ({f.start_timeout_s:.0f}s)")
+        if started_mono is None and picked_mono is not None and now - picked_mono > f.startup_timeout_s:
+            return give_up("not_started", Cancelled(message=f"not started: not running {f.startup_timeout_s:.0f}s "
+                                                            f"after a worker picked it up"),
+                           f"picked up but not running within the startup timeout ({f.startup_timeout_s:.0f}s): "
+                           f"no capacity? (state {st.value})")
+        if started_mono is not None:
             last = started_mono
             if store.exists(heartbeat_key):
                 try:
                     last = max(last, now - (time.time() - float(store.read_json(heartbeat_key)["at"])))
                 except (ValueError, KeyError):
                     pass
-            if now - last > heartbeat_timeout:
-                client.set_flow_run_state(run_id, Crashed(message=f"no heartbeat for {heartbeat_timeout:.0f}s"),
-                                          force=True)
-                return AttemptOutcome("crashed", f"no heartbeat for {heartbeat_timeout:.0f}s: the run's "
-                                      "infrastructure is gone", str(run_id), started_at)
-            if now - started_mono > run_timeout:
-                client.set_flow_run_state(run_id, Cancelled(message="ran past the run timeout"), force=True)
-                return AttemptOutcome("crashed", f"ran past the run timeout ({run_timeout:.0f}s)", str(run_id),
-                                      started_at)
+            if now - last > f.heartbeat_timeout_s:
+                return give_up("crashed", Crashed(message=f"no heartbeat for {f.heartbeat_timeout_s:.0f}s"),
+                               f"no heartbeat for {f.heartbeat_timeout_s:.0f}s: the run's infrastructure is gone")
+            if now - started_mono > f.run_timeout_s:
+                return give_up("crashed", Cancelled(message="ran past the run timeout"),
+                               f"ran past the run timeout ({f.run_timeout_s:.0f}s)")
         time.sleep(poll)
+
+
+def dataset_bytes(spec: PipelineSpec, df) -> int:
+    """Bytes to move for training: the file(s) at the dataset URI, else the table in memory."""
+    if not spec.dataset.uri.startswith("builtin://"):
+        try:
+            import fsspec
+
+            fs, path = fsspec.core.url_to_fs(spec.dataset.uri, **spec.dataset.storage_options)
+            return int(fs.du(path))
+        except Exception:
+            pass
+    return int(df.memory_usage(deep=False).sum())
+
+
+@task(name="place-training", cache_policy=NO_CACHE, persist_result=False)
+def place_task(spec: PipelineSpec, data_bytes: int) -> Placement:
+    """Rank clouds by estimated cost, skipping disabled, unfit, too dear or circuit-open ones."""
+    from tasks.pools import fetch_cloud_failures
+
+    c = spec.compute
+    catalog = load_catalog(c.catalog)
+    breaker = BreakerPolicy.from_spec(c.breaker)
+    now = datetime.now(timezone.utc)
+    with get_client(sync_client=True) as client:
+        failures = fetch_cloud_failures(client, now - timedelta(minutes=breaker.window_minutes))
+    request = TrainingRequest(gpu_type=c.gpu_type, gpu_count=c.gpu_count, max_price_per_hour=c.max_price_per_hour,
+                              spot=c.spot, dataset_bytes=data_bytes, dataset_location=spec.dataset.uri,
+                              clouds=c.clouds)
+    placement = rank_clouds(catalog, request, failures, now, breaker)
+    create_table_artifact(key=f"{spec.name}-placement", table=placement.table(),
+                          description=f"Training placement: order {placement.order or 'none eligible'}")
+    get_run_logger().info("placement order: %s", placement.order)
+    return placement
 
 
 def _emit(spec: PipelineSpec, attempt: Attempt) -> None:
@@ -80,7 +126,7 @@ def _emit(spec: PipelineSpec, attempt: Attempt) -> None:
 
 
 @task(name="train-with-failover", cache_policy=NO_CACHE, persist_result=False)
-def train_with_failover_task(spec: PipelineSpec, spec_path: str, overrides: dict | None, clouds: list[str],
+def train_with_failover_task(spec: PipelineSpec, spec_path: str, overrides: dict | None, placement: Placement,
                              run_key: str):
     logger = get_run_logger()
     f = spec.compute.failover
@@ -89,20 +135,21 @@ def train_with_failover_task(spec: PipelineSpec, spec_path: str, overrides: dict
 
     def launch(cloud: str, number: int) -> AttemptOutcome:
         logger.info("training on %s (attempt %s)", cloud, number)
-        fr = run_deployment(deployment_name(cloud), timeout=0, as_subflow=True,
+        candidate = placement.candidate(cloud)
+        fr = run_deployment(deployment_name(candidate.pool or cloud), timeout=0, as_subflow=True,
+                            job_variables=candidate.job_variables or None,
                             parameters={"spec": spec_path, "overrides": overrides, "run_key": run_key,
                                         "cloud": cloud, "attempt": number},
                             tags=[TRAIN_TAG, f"cloud:{cloud}"], flow_run_name=f"train-{cloud}-{number}")
         with get_client(sync_client=True) as client:
-            return watch_run(client, fr.id, store, f"{prefix}/heartbeat-{cloud}-{number}.json",
-                             f.start_timeout_s, f.heartbeat_timeout_s, f.run_timeout_s)
+            return watch_run(client, fr.id, store, f"{prefix}/heartbeat-{cloud}-{number}.json", f)
 
     def record(a: Attempt) -> None:
         logger.info("attempt: %s", a.row())
         _emit(spec, a)
 
     try:
-        result = run_with_failover(clouds, launch, FailoverPolicy.from_spec(f), on_attempt=record)
+        result = run_with_failover(placement.order, launch, FailoverPolicy.from_spec(f), on_attempt=record)
     except Exception as e:
         attempts = getattr(e, "attempts", [])
         if attempts:

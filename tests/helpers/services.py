@@ -79,7 +79,7 @@ def prefect_server(workdir: Path):
                                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=workdir)
     api = f"http://127.0.0.1:{port}/api"
     try:
-        wait_http(f"{api}/health", 120, proc, log)
+        wait_http(f"{api}/health", 300, proc, log)
         yield api
     finally:
         stop(proc)

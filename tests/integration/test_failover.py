@@ -1,0 +1,191 @@
+"""Training on cloud work pools with failover, against a real Prefect server and real workers.
+
+Each cloud is a `process` work pool of the catalog's name with a real `prefect worker`
+process. A cloud that is down has no worker, or its worker (and the run it carries) is
+killed with SIGKILL. Nothing in the code under test is told about it.
+
+The tests run in file order: the breaker test at the end counts the infrastructure
+failures the earlier tests caused.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import psutil
+import pytest
+import yaml
+
+from cloudhop.clouds.failover import AllCloudsFailed, TrainingFailed
+from cloudhop.data import flights_table
+from cloudhop.store import Store
+from tests.helpers.services import BIN, ROOT, prefect_env, stop
+
+pytestmark = pytest.mark.integration
+
+FIRST, SECOND = "coreweave", "gcp"  # A100: CoreWeave's per-GPU share is cheaper than GCP's a2-highgpu-1g
+POOLS = {"coreweave": "coreweave-gpu", "gcp": "gcp-gpu"}
+
+
+class Workers:
+    """One real `prefect worker start --type process` per cloud pool."""
+
+    def __init__(self, api: str, logdir):
+        self.api, self.logdir, self.procs = api, logdir, {}
+
+    def start(self, cloud: str) -> None:
+        if cloud in self.procs and self.procs[cloud].poll() is None:
+            return
+        env = prefect_env(self.api)
+        env.update(PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="5")
+        log = open(self.logdir / f"worker-{cloud}.log", "ab")
+        self.procs[cloud] = subprocess.Popen(
+            [str(BIN / "prefect"), "worker", "start", "--pool", POOLS[cloud], "--type", "process",
+             "--name", f"worker-{cloud}"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+    def kill(self, cloud: str) -> None:
+        """The cloud goes down: SIGKILL the worker and everything it runs."""
+        proc = self.procs.pop(cloud)
+        parent = psutil.Process(proc.pid)
+        tree = parent.children(recursive=True) + [parent]
+        for p in tree:
+            try:
+                p.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+        proc.wait(10)
+
+    def stop_all(self) -> None:
+        for cloud in list(self.procs):
+            stop(self.procs.pop(cloud))
+
+
+@pytest.fixture(scope="module")
+def setup(prefect_api_url, tmp_path_factory):
+    root = tmp_path_factory.mktemp("failover")
+    env = prefect_env(prefect_api_url)
+    subprocess.run([str(BIN / "python"), "-m", "flows.pools", "apply", "--local"], cwd=ROOT, env=env,
+                   check=True, capture_output=True, timeout=120)
+    subprocess.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--name", "train-coreweave-gpu",
+                    "--name", "train-gcp-gpu"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=180)
+    data = root / "flights.parquet"
+    flights_table().iloc[::12].reset_index(drop=True).to_parquet(data)
+    workers = Workers(prefect_api_url, root)
+    yield {"root": root, "data": data, "workers": workers}
+    workers.stop_all()
+
+
+def write_spec(setup, name: str, *, model: dict | None = None, compute: dict | None = None) -> str:
+    spec = yaml.safe_load(open(ROOT / "specs/flights.yaml"))
+    spec["dataset"] = {"uri": str(setup["data"])}
+    spec["store"] = str(setup["root"] / f"store-{name}")
+    spec["model"].update({"max_epochs": 2, "checkpoint_every": 25, "hidden": [32, 16], "batch_size": 256,
+                          **(model or {})})
+    spec["compute"] = {"mode": "pools", "catalog": str(ROOT / "deployments/clouds.yaml"),
+                       "clouds": [FIRST, SECOND], "gpu_type": "A100",
+                       "failover": {"retries": 0, "backoff_seconds": 1, "start_timeout_s": 20,
+                                    "startup_timeout_s": 180, "heartbeat_timeout_s": 8},
+                       "breaker": {"failures": 10, "window_minutes": 30}, **(compute or {})}
+    path = setup["root"] / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return str(path)
+
+
+def retrain(path: str, **kw):
+    from flows.retrain import retrain as flow
+
+    return flow(spec=path, deploy=False, reason="failover-test", **kw)
+
+
+def test_training_code_error_is_not_failed_over(setup):
+    setup["workers"].start(FIRST)
+    setup["workers"].start(SECOND)
+    path = write_spec(setup, "nan", model={"learning_rate": 1e30})
+    with pytest.raises(TrainingFailed) as e:
+        retrain(path)
+    assert "no failover" in str(e.value) and "NaN" in str(e.value)
+    assert [a.cloud for a in e.value.attempts] == [FIRST]
+
+
+def test_killed_cloud_fails_over_and_resumes_from_checkpoint(setup):
+    w = setup["workers"]
+    w.start(FIRST)
+    w.start(SECOND)
+    # Long enough to be killed in the middle: many small steps.
+    path = write_spec(setup, "kill", model={"batch_size": 32, "max_epochs": 6, "patience": 6,
+                                            "hidden": [256, 256], "checkpoint_every": 100})
+    store = Store(yaml.safe_load(open(path))["store"])
+    result: dict = {}
+
+    def run():
+        try:
+            result["summary"] = retrain(path)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            result["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # wait for two checkpoints from the first cloud
+        ckpts = [k for k in store.list("checkpoints") if k.endswith(".pt")]
+        if len(ckpts) >= 2:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the first cloud never wrote two checkpoints")
+    killed_at_step = max(int(k.rsplit("step-", 1)[1].split(".")[0]) for k in ckpts)
+    w.kill(FIRST)
+    t.join(300)
+    assert not t.is_alive()
+    assert "error" not in result, result.get("error")
+    s = result["summary"]
+    attempts = s["attempts"]
+    assert [(a["cloud"], a["outcome"]) for a in attempts] == [(FIRST, "crashed"), (SECOND, "completed")]
+    assert "heartbeat" in attempts[0]["detail"]
+    info = s["training"]
+    assert info["where"] == SECOND
+    assert info["resumed_from_step"] is not None and info["resumed_from_step"] >= killed_at_step
+    assert info["steps_run"] < info["steps"], "the second cloud redid everything"
+
+
+def test_cloud_without_worker_fails_over_after_start_timeout(setup):
+    w = setup["workers"]
+    w.kill(FIRST) if FIRST in w.procs else None
+    w.start(SECOND)
+    path = write_spec(setup, "noworker", compute={"failover": {"retries": 0, "start_timeout_s": 8,
+                                                              "heartbeat_timeout_s": 10}})
+    t0 = time.monotonic()
+    s = retrain(path)
+    assert [(a["cloud"], a["outcome"]) for a in s["attempts"]] == [(FIRST, "not_started"), (SECOND, "completed")]
+    assert s["attempts"][0]["seconds"] >= 8
+    assert "no worker picked the run up within the start timeout" in s["attempts"][0]["detail"]
+    assert s["training"]["where"] == SECOND
+    assert time.monotonic() - t0 < 240
+
+
+def test_every_cloud_down_lists_each_attempt(setup):
+    setup["workers"].stop_all()
+    path = write_spec(setup, "alldown", compute={"failover": {"retries": 1, "backoff_seconds": 0.5,
+                                                             "start_timeout_s": 4, "heartbeat_timeout_s": 10}})
+    with pytest.raises(AllCloudsFailed) as e:
+        retrain(path)
+    attempts = [(a.cloud, a.number, a.outcome) for a in e.value.attempts]
+    assert attempts == [(FIRST, 1, "not_started"), (FIRST, 2, "not_started"),
+                        (SECOND, 1, "not_started"), (SECOND, 2, "not_started")]
+    assert f"{FIRST} attempt 2: not_started" in str(e.value)
+
+
+def test_circuit_breaker_skips_a_cloud_with_repeated_failures(setup):
+    # The tests above left the first cloud with 4 infrastructure failures (1 crash, 3 not started).
+    setup["workers"].start(FIRST)
+    setup["workers"].start(SECOND)
+    path = write_spec(setup, "breaker", compute={"breaker": {"failures": 3, "window_minutes": 30}})
+    s = retrain(path)
+    assert [a["cloud"] for a in s["attempts"]] == [SECOND]
+    row = next(r for r in s["placement"] if r["cloud"] == FIRST)
+    assert row["eligible"] is False and "circuit" in row["reason"]
