@@ -33,9 +33,16 @@ def category_keys(col: pd.Series) -> pd.Series:
     if pd.api.types.is_float_dtype(col):
         return col.map(lambda x: None if pd.isna(x) else category_key(float(x)))
     if pd.api.types.is_string_dtype(col) or pd.api.types.is_object_dtype(col):
-        if col.map(type).eq(str).all():  # the common case: plain strings, maybe missing
+        if len(col) == 0 or all(type(x) is str for x in col.dropna()):  # plain strings, maybe missing
             return col.astype(object).where(col.notna(), None)
     return col.astype(object).map(lambda x: None if x is None or (not isinstance(x, str) and pd.isna(x)) else category_key(x))
+
+
+def _to_float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError, OverflowError):
+        return float("nan")
 
 
 @dataclass
@@ -81,27 +88,33 @@ class Preprocessor:
         return cat, num
 
     def transform_records(self, rows: Iterable[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-        """Fast path for the server: a list of JSON objects."""
-        rows = list(rows)
+        """Fast path for the server: a list of JSON objects (same result as transform on a frame)."""
+        rows = rows if isinstance(rows, list) else list(rows)
         n = len(rows)
         cat = np.zeros((n, len(self.categorical)), dtype=np.int64)
-        lookups = self._lookups()
-        for j, c in enumerate(self.categorical):
-            lk = lookups[j]
-            for i, r in enumerate(rows):
-                v = r.get(c)
-                cat[i, j] = 0 if v is None else lk.get(category_key(v), 0)
-        num = np.zeros((n, len(self.numeric)), dtype=np.float32)
-        for j, c in enumerate(self.numeric):
-            m, s = self.mean[c], self.std[c]
-            for i, r in enumerate(rows):
-                v = r.get(c)
-                try:
-                    x = (float(v) - m) / s
-                except (TypeError, ValueError):
-                    x = 0.0
-                num[i, j] = x if np.isfinite(x) else 0.0
+        for j, (c, lk) in enumerate(zip(self.categorical, self._lookups())):
+            cat[:, j] = [0 if v is None else lk.get(v if type(v) is str else category_key(v), 0)
+                         for v in [r.get(c) for r in rows]]
+        cols, k = self.numeric, len(self.numeric)
+        try:  # JSON numbers and nulls (None -> NaN) in one C-level conversion
+            raw = np.array([[r.get(c) for c in cols] for r in rows], dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raw = None
+        if raw is None or raw.shape != (n, k):  # strings, objects, arrays, huge ints: one by one
+            raw = np.array([[_to_float(r.get(c)) for c in cols] for r in rows], dtype=np.float64).reshape(n, k)
+        mean, std = self._scale()
+        with np.errstate(invalid="ignore", over="ignore"):
+            num = ((raw - mean) / std).astype(np.float32)
+        num[~np.isfinite(num)] = 0.0  # after the float32 cast, so a huge value cannot become inf
         return cat, num
+
+    def _scale(self) -> tuple[np.ndarray, np.ndarray]:
+        cached = getattr(self, "_sc", None)
+        if cached is None:
+            cached = (np.array([self.mean[c] for c in self.numeric], dtype=np.float64),
+                      np.array([self.std[c] for c in self.numeric], dtype=np.float64))
+            object.__setattr__(self, "_sc", cached)
+        return cached
 
     def _lookups(self) -> list[dict[str, int]]:
         cached = getattr(self, "_lk", None)

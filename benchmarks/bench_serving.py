@@ -1,0 +1,312 @@
+"""Serving benchmark: the HTTP server against ONNX Runtime called in-process, same model, same rows.
+
+    python benchmarks/bench_serving.py [--clients 3] [--requests 2000] [--seconds 15]
+
+Model: random-init flights-shaped network (specs/flights.yaml features, embedding 8,
+hidden [128, 64]) exported to ONNX, published to a temporary store. Load: loopback
+only, a bounded count and time per scenario, keep-alive connections (http.client).
+Client and server share this machine's cores, so HTTP figures include client cost.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cloudhop.registry import Registry  # noqa: E402
+from cloudhop.serving.model import load_model  # noqa: E402
+from cloudhop.store import Store  # noqa: E402
+from cloudhop.training.preprocess import Preprocessor  # noqa: E402
+
+MODEL = "flights-bench"
+EXPORTER = ["local copy of the net"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def export_flights_net(cardinalities: list[int], n_numeric: int, hidden: list[int], emb: int, seed: int) -> bytes:
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.ModuleList(torch.nn.Embedding(c, emb) for c in cardinalities)
+            layers, width = [], emb * len(cardinalities) + n_numeric
+            for h in hidden:
+                layers += [torch.nn.Linear(width, h), torch.nn.ReLU()]
+                width = h
+            self.mlp = torch.nn.Sequential(*layers, torch.nn.Linear(width, 1))
+
+        def forward(self, cat, num):
+            x = torch.cat([e(cat[:, i]) for i, e in enumerate(self.emb)] + [num], dim=1)
+            return torch.sigmoid(self.mlp(x)).squeeze(1)
+
+    torch.manual_seed(seed)
+    buf = io.BytesIO()
+    ex = (torch.zeros(2, len(cardinalities), dtype=torch.long), torch.zeros(2, n_numeric))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Net().eval(), ex, buf, input_names=["cat", "num"], output_names=["prediction"],
+                          dynamic_axes={"cat": {0: "n"}, "num": {0: "n"}, "prediction": {0: "n"}},
+                          opset_version=17, dynamo=False)
+    return buf.getvalue()
+
+
+def project_onnx(pre: Preprocessor, spec, seed: int) -> bytes | None:
+    """The project's own network and exporter, random-init; None where they are not available."""
+    try:
+        import torch
+
+        from cloudhop.training.model import TabularNet
+        from cloudhop.training.onnx_export import export_onnx
+    except ImportError:
+        return None
+    torch.manual_seed(seed)
+    net = TabularNet(pre.cardinalities, len(pre.numeric), spec.model.hidden, spec.model.embedding_dim,
+                     spec.model.dropout, spec.target.task)
+    return export_onnx(net, pre)
+
+
+def build_store(root: str) -> tuple[Registry, list[dict]]:
+    from cloudhop.data import flights_table
+    from cloudhop.spec import load_spec
+
+    spec = load_spec(ROOT / "specs" / "flights.yaml")
+    df = flights_table()
+    pre = Preprocessor.fit(df, spec.categorical, spec.numeric)
+    rows = json.loads(df[spec.features].sample(256, random_state=0).to_json(orient="records"))
+    reg = Registry(Store(root), MODEL)
+    onnx_bytes = project_onnx(pre, spec, seed=0)
+    if onnx_bytes:
+        EXPORTER[0] = "cloudhop.training TabularNet + export_onnx"
+    onnx_bytes = onnx_bytes or export_flights_net(
+        pre.cardinalities, len(pre.numeric), spec.model.hidden, spec.model.embedding_dim, seed=0)
+    for _ in range(2):  # two versions (same weights) to swap between
+        reg.publish({"model.onnx": onnx_bytes, "preprocess.json": json.dumps(pre.to_dict()).encode()}, {})
+    reg.set_alias("champion", "1")
+    return reg, rows
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
+
+
+def time_calls(fn, n: int, seconds: float) -> tuple[list[float], float]:
+    lat, t0 = [], time.perf_counter()
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        lat.append(time.perf_counter() - t)
+        if t - t0 > seconds:
+            break
+    return lat, time.perf_counter() - t0
+
+
+class Load:
+    """`clients` threads, each with one keep-alive connection, POSTing bodies until count or time runs out."""
+
+    def __init__(self, port: int, bodies: list[bytes], clients: int, total: int, seconds: float,
+                 path: str = "/predict"):
+        self.port, self.bodies, self.clients, self.total, self.seconds = port, bodies, clients, total, seconds
+        self.path = path
+        self.lat: list[float] = []
+        self.failed = 0
+        self.errors: list[str] = []
+        self.versions: set[str] = set()
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._sent = 0
+
+    def _take(self) -> int | None:
+        with self._lock:
+            if self._sent >= self.total or self.stop.is_set():
+                return None
+            self._sent += 1
+            return self._sent
+
+    def _client(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        lat, failed, versions = [], 0, set()
+        deadline = time.perf_counter() + self.seconds
+        while (i := self._take()) is not None and time.perf_counter() < deadline:
+            body = self.bodies[i % len(self.bodies)]
+            t = time.perf_counter()
+            try:
+                if body:
+                    conn.request("POST", self.path, body, {"Content-Type": "application/json"})
+                else:
+                    conn.request("GET", self.path)
+                r = conn.getresponse()
+                data = r.read()
+                if r.status == 200:
+                    versions.add(json.loads(data).get("version"))
+                else:
+                    failed += 1
+                    self.errors.append(f"HTTP {r.status}: {data[:200]!r}")
+            except (OSError, http.client.HTTPException) as e:
+                failed += 1
+                self.errors.append(repr(e))
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            lat.append(time.perf_counter() - t)
+        conn.close()
+        with self._lock:
+            self.lat += lat
+            self.failed += failed
+            self.versions |= versions
+
+    def run(self, during=None) -> float:
+        threads = [threading.Thread(target=self._client) for _ in range(self.clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        if during is not None:
+            during()
+            self.stop.set()
+        for t in threads:
+            t.join()
+        return time.perf_counter() - t0
+
+
+def post(port: int, path: str, obj: dict) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.request("POST", path, json.dumps(obj).encode(), {"Content-Type": "application/json"})
+    r = conn.getresponse()
+    out = r.status, json.loads(r.read())
+    conn.close()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clients", type=int, default=3)
+    ap.add_argument("--requests", type=int, default=2000, help="requests per 1-row scenario (256-row: a fifth)")
+    ap.add_argument("--seconds", type=float, default=15.0, help="time cap per scenario")
+    ap.add_argument("--swaps", type=int, default=10)
+    ap.add_argument("--server-args", default="", help="extra server flags, e.g. '--threads 2'")
+    args = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="cloudhop-bench-")
+    t = time.perf_counter()
+    reg, rows = build_store(tmp)
+    print(f"model: flights layout ({EXPORTER[0]}), 2 versions published in {time.perf_counter() - t:.1f}s "
+          f"(onnx {len(reg.read_file(reg.get('1'), 'model.onnx')) / 1024:.0f} KiB); cores: {os.cpu_count()}")
+
+    # -- in-process baselines ---------------------------------------------------------
+    m = load_model(reg, "1")
+    results = []  # (scenario, clients, n, lat list, wall, failed)
+    for n_rows, total in ((1, args.requests), (256, max(50, args.requests // 5))):
+        batch = rows[:n_rows]
+        cat, num = m.preprocessor.transform_records(batch)
+        feeds = {"cat": cat, "num": num}
+        lat, wall = time_calls(lambda: m.session.run(["prediction"], feeds), total, args.seconds)
+        results.append((f"ORT run, in-process", 1, n_rows, lat, wall, 0))
+        lat, wall = time_calls(lambda: m.predict_records(batch), total, args.seconds)
+        results.append((f"transform_records + ORT, in-process", 1, n_rows, lat, wall, 0))
+
+    # -- the server --------------------------------------------------------------------
+    port = free_port()
+    log_path = Path(tmp) / "server.log"
+    cmd = [sys.executable, "-m", "cloudhop.serving", "--store", tmp, "--model", MODEL, "--port", str(port),
+           *args.server_args.split()]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                c.request("GET", "/health")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                print(log_path.read_text())
+                return 1
+            time.sleep(0.1)
+
+        one_row = [json.dumps({"rows": [r]}).encode() for r in rows]
+        many = [json.dumps({"rows": rows}).encode()]
+        Load(port, one_row, 2, 200, 5).run()  # warm-up
+        load = Load(port, [b""], 1, args.requests, args.seconds, path="/health")
+        wall = load.run()
+        results.append(("HTTP GET /health (round-trip floor)", 1, 1, load.lat, wall, load.failed))
+        for n_rows, bodies, total in ((1, one_row, args.requests), (256, many, max(50, args.requests // 5))):
+            for clients in (1, args.clients):
+                load = Load(port, bodies, clients, total, args.seconds)
+                wall = load.run()
+                results.append((f"HTTP /predict", clients, n_rows, load.lat, wall, load.failed))
+
+        # -- swap under load --------------------------------------------------------------
+        mixed = one_row[:64] + [json.dumps({"rows": rows[:32]}).encode()] * 8
+        load = Load(port, mixed, args.clients, 10**9, 120)
+        swap_ms: list[float] = []
+        swap_errors: list[str] = []
+
+        def swaps() -> None:
+            time.sleep(0.3)
+            for i in range(args.swaps):
+                t = time.perf_counter()
+                status, body = post(port, "/admin/load", {"version": "2" if i % 2 == 0 else "1"})
+                swap_ms.append((time.perf_counter() - t) * 1e3)
+                if status != 200:
+                    swap_errors.append(str(body))
+                time.sleep(0.2)
+            time.sleep(0.3)
+
+        wall = load.run(during=swaps)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    # -- report ------------------------------------------------------------------------------
+    base = {n: next(r for r in results if r[2] == n and r[0].startswith("ORT")) for n in (1, 256)}
+    print()
+    print(f"{'scenario':<38}{'rows':>5}{'clients':>8}{'n':>7}{'p50 ms':>9}{'p99 ms':>9}{'per s':>9}"
+          f"{'rows/s':>10}{'failed':>7}{'p50 x ORT':>11}{'rate / ORT':>11}")
+    for name, clients, n_rows, lat, wall, failed in results:
+        p50, p99, rate = pct(lat, 50) * 1e3, pct(lat, 99) * 1e3, len(lat) / wall
+        b = base[n_rows]
+        b50, brate = pct(b[3], 50) * 1e3, len(b[3]) / b[4]
+        print(f"{name:<38}{n_rows:>5}{clients:>8}{len(lat):>7}{p50:>9.3f}{p99:>9.3f}{rate:>9.0f}"
+              f"{rate * n_rows:>10.0f}{failed:>7}{p50 / b50:>11.1f}{rate / brate:>11.3f}")
+    print()
+    print(f"swap under load: {len(swap_ms)} swaps (admin load p50 {statistics.median(swap_ms):.0f} ms, "
+          f"{len(swap_errors)} failed) while {args.clients} clients sent {len(load.lat)} requests "
+          f"in {wall:.1f}s: {load.failed} failed, versions seen {sorted(load.versions)}, "
+          f"p99 {pct(load.lat, 99) * 1e3:.2f} ms")
+    for e in (load.errors + swap_errors)[:5]:
+        print("  error:", e)
+    return 0 if load.failed == 0 and not swap_errors else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

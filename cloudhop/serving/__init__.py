@@ -1,0 +1,34 @@
+"""The inference server every serving target runs.
+
+    python -m cloudhop.serving --store URI --model NAME [--version champion|latest|N] --port P
+        [--host 127.0.0.1] [--target-name local] [--no-prediction-log]
+        [--log-flush-rows 1000] [--log-flush-seconds 10] [--max-rows 10000] [--threads 1]
+
+Env: CLOUDHOP_STORE_OPTIONS (JSON storage options for a cloud store), CLOUDHOP_ADMIN_TOKEN
+(when set, /admin/* needs `Authorization: Bearer <token>`; when unset, only loopback clients).
+A version whose checksums do not match its manifest is never loaded: at start-up the
+process exits with status 2 and says why.
+
+    POST /predict     {"rows": [{feature: value}, ...], "ids": [optional, one per row]}
+                      -> {"predictions": [...], "version", "model", "row_ids"}
+    GET  /health      -> {"status": "ok", "model", "version"} (503 with no model)
+    GET  /version     -> {"model", "version", "sha256", "loaded_at", "target"}
+    GET  /metrics     -> Prometheus text
+    POST /admin/load  {"version": REF} -> {"previous", "version"}; a broken version leaves the old one serving
+
+Served rows go to the store's prediction log (see `cloudhop.serving.log`).
+"""
+from cloudhop.serving.model import LoadedModel, ModelLoadError, load_model
+
+__all__ = ["LoadedModel", "ModelLoadError", "load_model", "create_app", "read_prediction_log", "PredictionLog"]
+
+
+def __getattr__(name: str):
+    # the HTTP app and the Parquet log are imported only when used
+    if name == "create_app":
+        from cloudhop.serving.app import create_app
+        return create_app
+    if name in ("read_prediction_log", "PredictionLog"):
+        from cloudhop.serving import log
+        return getattr(log, name)
+    raise AttributeError(name)

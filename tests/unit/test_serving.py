@@ -1,0 +1,257 @@
+"""Pure logic of the serving package and targets: request parsing, the prediction log, smoke
+comparison, deploy decisions, the target factory. No server process here (see integration)."""
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cloudhop.registry import Registry
+from cloudhop.serving.app import RequestError, parse_rows
+from cloudhop.serving.log import PredictionLog, part_key, read_prediction_log
+from cloudhop.spec import parse_spec
+from cloudhop.store import Store
+from cloudhop.targets import KINDS, SmokeResult, Target, TargetError, build_target, deploy_to_target
+from cloudhop.targets.base import compare_predictions
+from cloudhop.targets.local import LocalTarget
+
+UTC = timezone.utc
+
+
+# -- request parsing ------------------------------------------------------------------------
+def test_parse_rows_accepts_objects_with_any_keys():
+    rows, ids = parse_rows(b'{"rows": [{"a": 1}, {}, {"b": null, "c": {"x": 1}}]}', max_rows=10)
+    assert rows == [{"a": 1}, {}, {"b": None, "c": {"x": 1}}] and ids is None
+    assert parse_rows(b'{"rows": [{}, {}], "ids": ["a", 7]}', max_rows=10)[1] == ["a", "7"]
+
+
+@pytest.mark.parametrize("body, status, message", [
+    (b"", 400, "empty request body"),
+    (b'{"rows": [', 400, "not valid JSON"),
+    (b"[1, 2]", 422, "must be a JSON object"),
+    (b'{"data": []}', 422, 'no "rows"'),
+    (b'{"rows": {"a": 1}}', 422, "must be an array of objects, got object"),
+    (b'{"rows": []}', 422, '"rows" is empty'),
+    (b'{"rows": [{}, {}, {}, {}]}', 422, "too many rows: 4 (the limit is 3"),
+    (b'{"rows": [{}, [1], {}]}', 422, "rows[1] must be a JSON object"),
+    (b'{"rows": [{}, "x"]}', 422, "got string"),
+    (b'{"rows": [{}, {}], "ids": ["a"]}', 422, '"ids" must be an array with one id per row (2), got array of 1'),
+    (b'{"rows": [{}], "ids": "a"}', 422, "got string"),
+    (b'{"rows": [{}, {}], "ids": ["a", null]}', 422, "ids[1] must be a string or an integer, got null"),
+])
+def test_parse_rows_rejects_bad_bodies_with_a_clear_message(body, status, message):
+    with pytest.raises(RequestError) as e:
+        parse_rows(body, max_rows=3)
+    assert e.value.status == status
+    assert message in str(e.value)
+
+
+# -- smoke comparison -------------------------------------------------------------------------
+def test_compare_predictions():
+    ok = compare_predictions([0.1, 0.2], [0.10001, 0.2], atol=1e-4)
+    assert ok.ok and ok.n == 2 and ok.max_abs_diff == pytest.approx(1e-5, abs=1e-9)
+    bad = compare_predictions([0.1, 0.5, 0.2], [0.1, 0.2, 0.2], atol=1e-4)
+    assert not bad.ok and bad.max_abs_diff == pytest.approx(0.3) and "row 1" in bad.error
+    assert not compare_predictions([0.1], [0.1, 0.2], atol=1).ok
+    assert not compare_predictions([None, 0.2], [0.1, 0.2], atol=1).ok
+    assert not compare_predictions([float("nan")], [0.1], atol=1).ok
+
+
+# -- the prediction log -----------------------------------------------------------------------
+CATS, NUMS = ["carrier"], ["distance", "temp"]
+
+
+def test_part_key_layout():
+    at = datetime(2024, 3, 5, 23, 59, 7, tzinfo=UTC)
+    assert re.fullmatch(r"predictions/m/date=2024-03-05/part-235907-[0-9a-f]{8}\.parquet", part_key("m", at))
+
+
+def test_log_writes_typed_parts_per_date_and_reads_ranges(tmp_path):
+    store = Store(str(tmp_path / "store"))
+    log = PredictionLog(store, "m", target="edge", flush_rows=10**6, flush_seconds=3600)
+    day1 = datetime(2024, 1, 1, 23, 0, tzinfo=UTC)
+    day2 = datetime(2024, 1, 2, 1, 0, tzinfo=UTC)
+    log.add("1", CATS, NUMS, [{"carrier": "AA", "distance": 100, "temp": None},
+                              {"carrier": 5, "distance": "12.5", "temp": {"x": 1}}], [0.25, 0.5],
+            row_ids=["r1", "r2"], served_at=day1)
+    log.add("2", CATS, NUMS, [{"distance": float("inf")}], [0.75], served_at=day2)
+    keys = log.flush()
+    assert sorted(k.split("/")[2] for k in keys) == ["date=2024-01-01", "date=2024-01-02"]
+    assert log.pending_rows == 0 and log.written_rows == 3
+
+    df = read_prediction_log(store, "m")
+    assert list(df["prediction"]) == [0.25, 0.5, 0.75]
+    assert list(df["version"]) == ["1", "1", "2"] and set(df["target"]) == {"edge"}
+    assert df["row_id"].tolist()[:2] == ["r1", "r2"] and pd.isna(df["row_id"].iloc[2])
+    assert df["carrier"].tolist()[:2] == ["AA", "5"] and pd.isna(df["carrier"].iloc[2])
+    assert df["distance"].tolist()[:2] == [100.0, 12.5] and pd.isna(df["distance"].iloc[2])
+    assert df["temp"].isna().all() and df["temp"].dtype == np.float64
+    assert str(df["served_at"].dt.tz) == "UTC"
+
+    # a range reads only its partitions: a corrupt part in another day is never opened
+    store.write_bytes("predictions/m/date=2023-12-31/part-000000-deadbeef.parquet", b"not parquet")
+    only2 = read_prediction_log(store, "m", start="2024-01-02")
+    assert list(only2["prediction"]) == [0.75]
+    only1 = read_prediction_log(store, "m", start=day1, end=day1 + timedelta(minutes=1))
+    assert list(only1["prediction"]) == [0.25, 0.5]
+    assert read_prediction_log(store, "other").empty
+
+
+def test_log_parts_with_different_versions_and_all_null_columns_concatenate(tmp_path):
+    store = Store(str(tmp_path / "store"))
+    log = PredictionLog(store, "m", flush_rows=10**6, flush_seconds=3600)
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    log.add("1", CATS, NUMS, [{}], [0.1], served_at=at)  # every feature missing
+    log.flush()
+    log.add("1", CATS, NUMS, [{"carrier": "UA", "distance": 1, "temp": 2}], [0.2], served_at=at + timedelta(seconds=1))
+    log.flush()
+    log.add("2", ["carrier", "origin"], NUMS, [{"origin": "JFK"}], [0.3], served_at=at + timedelta(seconds=2))
+    log.flush()
+    df = read_prediction_log(store, "m")
+    assert len(df) == 3 and df["carrier"].tolist()[1] == "UA"
+    assert df["origin"].tolist()[2] == "JFK" and pd.isna(df["origin"].iloc[0])
+    assert df["distance"].dtype == np.float64
+
+
+def test_log_background_thread_flushes_by_rows(tmp_path):
+    store = Store(str(tmp_path / "store"))
+    log = PredictionLog(store, "m", flush_rows=3, flush_seconds=3600)
+    log.start()
+    try:
+        log.add("1", CATS, NUMS, [{}, {}, {}], [0.1, 0.2, 0.3])
+        deadline = time.monotonic() + 10
+        while log.written_rows < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert log.written_rows == 3
+    finally:
+        log.close()
+
+
+def test_log_keeps_rows_when_the_store_write_fails_and_writes_them_later(tmp_path):
+    store = Store(str(tmp_path / "store"))
+    (tmp_path / "store" / "predictions").write_text("a file where the folder should be")
+    errors = []
+    log = PredictionLog(store, "m", flush_rows=10**6, flush_seconds=3600, on_error=errors.append)
+    log.add("1", CATS, NUMS, [{"carrier": "AA"}], [0.5])
+    assert log.flush() == [] and errors and log.pending_rows == 1
+    (tmp_path / "store" / "predictions").unlink()
+    assert len(log.flush()) == 1 and log.pending_rows == 0
+    assert read_prediction_log(store, "m")["carrier"].tolist() == ["AA"]
+
+
+# -- targets: factory -----------------------------------------------------------------------------
+def _spec(targets):
+    return parse_spec({
+        "name": "m", "dataset": {"uri": "x.parquet"}, "store": "/tmp/s",
+        "columns": {"t": {"type": "datetime", "role": "time"}, "x": {"type": "float"},
+                    "y": {"type": "int", "role": "target"}},
+        "target": {"column": "y", "task": "binary"},
+        "split": {"time_column": "t", "validation_start": "2024-01-01", "holdout_start": "2024-02-01"},
+        "targets": targets})
+
+
+def test_build_target_maps_kinds():
+    spec = _spec([{"name": "dev", "kind": "local", "options": {"port": 9123}},
+                  {"name": "cloud", "kind": "aws"},
+                  {"name": "odd", "kind": "local", "options": {"prot": 1}}])
+    t = build_target(spec.targets[0], spec)
+    assert isinstance(t, LocalTarget) and isinstance(t, Target)
+    assert (t.name, t.port, t.model, t.store_uri, t.url) == ("dev", 9123, "m", "/tmp/s", "http://127.0.0.1:9123")
+    with pytest.raises(NotImplementedError, match="aws"):
+        build_target(spec.targets[1], spec)
+    with pytest.raises(TargetError, match="unknown option.*prot"):
+        build_target(spec.targets[2], spec)
+    assert all(":" in path for path in KINDS.values())
+
+
+# -- deploy decisions, against an in-memory target ----------------------------------------------------
+class MemoryTarget:
+    """A Target whose 'server' is a variable: records calls; a bad version answers 0.0 to everything."""
+
+    def __init__(self, name="mem", live=None, bad=(), unloadable=()):
+        self.name, self.live, self.bad, self.unloadable = name, live, set(bad), set(unloadable)
+        self.calls = []
+
+    def publish(self, registry, version):
+        self.calls.append(("publish", version))
+
+    def roll_out(self, version):
+        self.calls.append(("roll_out", version))
+        if version in self.unloadable:
+            raise TargetError(f"cannot load v{version}")
+        self.live = version
+
+    def live_version(self):
+        return self.live
+
+    def health(self):
+        return {"status": "ok" if self.live else "down"}
+
+    def smoke_test(self, rows, expected, atol=1e-4):
+        got = [0.0] * len(rows) if self.live in self.bad else list(expected)
+        return compare_predictions(got, expected, atol)
+
+    def roll_back(self, version):
+        self.calls.append(("roll_back", version))
+        self.live = version
+
+
+@pytest.fixture
+def registry(tmp_path):
+    reg = Registry(Store(str(tmp_path / "store")), "m")
+    for _ in range(3):
+        reg.publish({"model.onnx": b"x"}, {})
+    return reg
+
+
+SMOKE = {"rows": [{"a": 1}, {"a": 2}], "predictions": [0.3, 0.7]}
+
+
+def test_deploy_success_moves_the_live_alias(registry):
+    t = MemoryTarget(live="1")
+    out = deploy_to_target(registry, t, "2", SMOKE, run_id="r1")
+    assert (out.ok, out.changed, out.rolled_back, out.previous, out.version) == (True, True, False, "1", "2")
+    assert out.smoke == SmokeResult(True, 0.0, 2, None)
+    assert registry.alias("live-mem")["version"] == "2" and registry.alias("live-mem")["run_id"] == "r1"
+    assert "v2 is live" in out.summary()
+
+
+def test_deploy_failed_smoke_rolls_back_and_keeps_the_alias(registry):
+    registry.set_alias("live-mem", "1")
+    t = MemoryTarget(live="1", bad={"2"})
+    out = deploy_to_target(registry, t, "2", SMOKE)
+    assert (out.ok, out.rolled_back, t.live) == (False, True, "1")
+    assert "smoke test failed" in out.error and not out.smoke.ok
+    assert ("roll_back", "1") in t.calls
+    assert registry.alias("live-mem")["version"] == "1"
+    assert "rolled back to v1" in out.summary()
+
+
+def test_deploy_failed_roll_out_is_reported(registry):
+    t = MemoryTarget(live="1", unloadable={"3"})
+    out = deploy_to_target(registry, t, "3", None)
+    assert not out.ok and "cannot load v3" in out.error and t.live == "1" and not out.rolled_back
+    assert registry.alias("live-mem") is None
+
+
+def test_deploy_with_nothing_live_cannot_roll_back(registry):
+    t = MemoryTarget(live=None, bad={"2"})
+    out = deploy_to_target(registry, t, "2", SMOKE)
+    assert not out.ok and not out.rolled_back and out.previous is None
+    assert "nothing to roll back to" in out.summary()
+
+
+def test_redeploying_the_live_version_changes_nothing(registry):
+    t = MemoryTarget(live="2")
+    out = deploy_to_target(registry, t, "2", SMOKE)
+    assert out.ok and not out.changed and t.calls == []
+    assert registry.alias("live-mem")["version"] == "2"  # recorded, since it was missing
+
+
+def test_deploy_rejects_a_malformed_smoke_set(registry):
+    with pytest.raises(ValueError, match="2 rows but 1 predictions"):
+        deploy_to_target(registry, MemoryTarget(), "1", {"rows": [{}, {}], "predictions": [0.1]})
