@@ -17,13 +17,10 @@ from prefect.deployments import run_deployment
 from prefect.events import emit_event
 from prefect.states import Cancelled, Crashed
 
-from cloudhop.clouds import BreakerPolicy, Placement, TrainingRequest, load_catalog, rank_clouds
+from cloudhop.clouds import TRAIN_TAG, BreakerPolicy, Placement, TrainingRequest, cloud_tag, load_catalog, rank_clouds
 from cloudhop.clouds.failover import Attempt, AttemptOutcome, FailoverPolicy, run_with_failover
 from cloudhop.pipeline import load_trained, open_registry, trained_prefix
 from cloudhop.spec import PipelineSpec
-
-TRAIN_TAG = "cloudhop-train"
-
 
 def deployment_name(pool: str) -> str:
     """The `train` deployment bound to a work pool (prefect.yaml has one per cloud pool)."""
@@ -140,7 +137,7 @@ def train_with_failover_task(spec: PipelineSpec, spec_path: str, overrides: dict
                             job_variables=candidate.job_variables or None,
                             parameters={"spec": spec_path, "overrides": overrides, "run_key": run_key,
                                         "cloud": cloud, "attempt": number},
-                            tags=[TRAIN_TAG, f"cloud:{cloud}"], flow_run_name=f"train-{cloud}-{number}")
+                            tags=[TRAIN_TAG, cloud_tag(cloud)], flow_run_name=f"train-{cloud}-{number}")
         with get_client(sync_client=True) as client:
             return watch_run(client, fr.id, store, f"{prefix}/heartbeat-{cloud}-{number}.json", f)
 

@@ -1,0 +1,42 @@
+# The serving image every target runs: the cloudhop inference server and nothing else
+# (no torch, no Prefect): ONNX Runtime on CPU, Starlette/uvicorn, and the fsspec drivers for
+# S3 (and CoreWeave's S3-compatible storage), GCS and Azure Blob.
+#
+#   docker build -f docker/serve.Dockerfile -t ghcr.io/cloudhop/serve:0.1.0 .
+#   docker run -p 8080:8080 ghcr.io/cloudhop/serve:0.1.0 python -m cloudhop.serving \
+#       --host 0.0.0.0 --port 8080 --store s3://bucket/cloudhop --model flights --version champion
+#
+# The per-cloud manifests (deployments/serving/generated/, from deployments/serving/serving.yaml)
+# run it with the full command line; the store credentials come from the cloud identity
+# (IAM task role, GCP service account, Azure managed identity) or secret env, never the image.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false
+
+WORKDIR /opt/cloudhop
+
+# What `python -m cloudhop.serving` imports, and only that (checked below by importing it).
+COPY constraints.txt ./
+RUN python -m pip install -c constraints.txt \
+        "numpy>=1.26,<2.7" "pandas>=2.2,<3.1" "pyarrow>=15" "onnxruntime>=1.20" \
+        "starlette>=0.40" "uvicorn>=0.30" "orjson>=3.9" "prometheus-client>=0.20" "httpx>=0.27" \
+        "fsspec>=2024.6" "s3fs>=2024.6" "gcsfs>=2024.6" "adlfs>=2024.7" "pyyaml>=6" "pydantic>=2.10,<3"
+
+# Only the library; installed without its training/orchestration dependencies.
+COPY pyproject.toml README.md ./
+COPY cloudhop ./cloudhop
+RUN python -m pip install --no-deps . \
+ && python -c "import cloudhop.serving.app, cloudhop.serving.__main__" \
+ && useradd --create-home --uid 1000 cloudhop
+
+USER cloudhop
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
+    CMD python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:8080/health')"
+# No ENTRYPOINT: every manifest gives the whole command (ECS `command`, K8s/Cloud Run/Container Apps
+# `command`), so the same image works the same way everywhere.
+CMD ["python", "-m", "cloudhop.serving", "--help"]

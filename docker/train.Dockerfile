@@ -1,0 +1,48 @@
+# The training image every cloud work pool runs (Kubernetes on CoreWeave and AKS, ECS on EC2,
+# Vertex AI): CUDA PyTorch from the official runtime image, cloudhop installed on top.
+#
+#   docker build -f docker/train.Dockerfile -t ghcr.io/cloudhop/train:latest .
+#   docker build -f docker/train.Dockerfile --build-arg BASE_IMAGE=pytorch/pytorch:<tag> ...
+#
+# Prefect workers start it with their own command (`prefect flow-run execute`, the default
+# here); the code sits in /opt/cloudhop, so deployments pull with set_working_directory there.
+# The same image can run a worker: docker run IMAGE prefect worker start --pool coreweave-gpu
+# The GPU driver comes from the host (NVIDIA container toolkit / the cloud's GPU node image).
+ARG BASE_IMAGE=pytorch/pytorch:2.7.1-cuda12.8-cudnn9-runtime
+FROM ${BASE_IMAGE}
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DO_NOT_TRACK=1 \
+    PREFECT_SERVER_ANALYTICS_ENABLED=false \
+    PYTHONPATH=/opt/cloudhop
+
+WORKDIR /opt/cloudhop
+
+# Prefect 3.9 needs Python 3.11+: fail here, not at the first flow run, if the base is older.
+RUN python -c "import sys; assert sys.version_info >= (3, 11), 'base image has Python ' + sys.version"
+
+# Dependencies first, so a source change does not reinstall them. The base image's CUDA build
+# of torch is kept: the torch pin in constraints.txt is for CPU installs and is dropped here.
+COPY pyproject.toml constraints.txt ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+ && grep -v '^torch' constraints.txt > /tmp/constraints.txt \
+ && python -m pip install -c /tmp/constraints.txt -r /tmp/requirements.txt \
+ && python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+
+COPY README.md prefect.yaml ./
+COPY cloudhop ./cloudhop
+COPY flows ./flows
+COPY tasks ./tasks
+COPY specs ./specs
+COPY deployments ./deployments
+RUN python -m pip install --no-deps . \
+ && python -c "import cloudhop, flows, tasks, prefect, torch" \
+ && useradd --create-home --uid 1000 cloudhop \
+ && chown -R cloudhop /opt/cloudhop
+
+USER cloudhop
+CMD ["prefect", "flow-run", "execute"]
