@@ -6,19 +6,18 @@ orchestration overhead is measured against identical work. No Prefect here.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform
 import socket
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-from cloudhop.data import DataError, Windows, fingerprint, load_dataset, split_windows
+from cloudhop.data import Windows, load_dataset, split_windows
 from cloudhop.registry import ModelVersion, Registry
 from cloudhop.spec import PipelineSpec
 from cloudhop.store import Store

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = ["PipelineSpec", "SpecError", "load_spec", "parse_spec", "ColumnSpec"]
 
@@ -55,6 +55,9 @@ class DatasetSpec(_Strict):
     engine: Literal["auto", "pandas", "dask"] = Field(
         default="auto", description="pandas for data that fits, dask for larger; auto decides from size")
     limit: int | None = Field(default=None, ge=1, description="read only the first N rows (for quick runs)")
+    dask_address: str | None = Field(
+        default=None, description="Dask scheduler for the dask engine (tcp://host:8786); when unset, "
+                                  "CLOUDHOP_DASK_ADDRESS, else a local cluster")
 
 
 class TargetSpec(_Strict):

@@ -5,7 +5,6 @@ Composition only: every step is one task around one cloudhop.pipeline call.
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact

@@ -5,7 +5,6 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from cloudhop.spec import PipelineSpec

@@ -9,8 +9,7 @@ failures the earlier tests caused.
 """
 from __future__ import annotations
 
-import copy
-import os
+import contextvars
 import signal
 import subprocess
 import threading
@@ -116,9 +115,9 @@ def test_killed_cloud_fails_over_and_resumes_from_checkpoint(setup):
     w = setup["workers"]
     w.start(FIRST)
     w.start(SECOND)
-    # Long enough to be killed in the middle: many small steps.
-    path = write_spec(setup, "kill", model={"batch_size": 32, "max_epochs": 6, "patience": 6,
-                                            "hidden": [256, 256], "checkpoint_every": 100})
+    # ~320 heavy steps (a wide net, 80 steps an epoch): long enough to be killed in the middle.
+    path = write_spec(setup, "kill", model={"batch_size": 256, "max_epochs": 4, "patience": 4,
+                                            "hidden": [1024, 1024], "checkpoint_every": 20})
     store = Store(yaml.safe_load(open(path))["store"])
     result: dict = {}
 
@@ -128,7 +127,7 @@ def test_killed_cloud_fails_over_and_resumes_from_checkpoint(setup):
         except BaseException as e:  # noqa: BLE001 - reported below
             result["error"] = e
 
-    t = threading.Thread(target=run)
+    t = threading.Thread(target=contextvars.copy_context().run, args=(run,))  # keeps the test's Prefect settings
     t.start()
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:  # wait for two checkpoints from the first cloud
@@ -140,7 +139,7 @@ def test_killed_cloud_fails_over_and_resumes_from_checkpoint(setup):
         pytest.fail("the first cloud never wrote two checkpoints")
     killed_at_step = max(int(k.rsplit("step-", 1)[1].split(".")[0]) for k in ckpts)
     w.kill(FIRST)
-    t.join(300)
+    t.join(600)
     assert not t.is_alive()
     assert "error" not in result, result.get("error")
     s = result["summary"]
