@@ -1,21 +1,119 @@
-"""Thin Prefect tasks that ship a registered version to serving targets."""
+"""Thin Prefect tasks around cloudhop.targets.multi: snapshot, deploy one target, roll back, finalize.
+
+Credentials live in Prefect blocks: a target's `options.credentials` names an AwsCredentials
+(aws, coreweave), GcpCredentials (gcp) or AzureBlobStorageCredentials (azure) block, and
+`options.admin_token_secret` a Secret block. They are resolved here into plain values handed to
+the library; they are never logged nor returned.
+"""
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 
 from cloudhop.registry import Registry
 from cloudhop.spec import PipelineSpec, ServingTargetSpec
-from cloudhop.targets import build_target
-from cloudhop.targets.deploy import deploy_to_target
+from cloudhop.targets import multi
+from cloudhop.targets.deploy import DeployOutcome, deploy_to_target
 
 
-@task(name="deploy-target", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=2,
-      task_run_name="deploy-{target_spec.name}")
+class TargetDeployFailed(RuntimeError):
+    """One target's deploy attempt failed (Prefect retries the task)."""
+
+
+def _secret(value: Any) -> Any:
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else value
+
+
+def target_secrets(target: ServingTargetSpec) -> dict[str, Any]:
+    """Plain credentials for one target, from the Prefect blocks its options name."""
+    o, out = target.options, {}
+    block = o.get("credentials")
+    if block and target.kind in ("aws", "coreweave"):
+        from prefect_aws import AwsCredentials
+
+        c = AwsCredentials.load(block)
+        out.update(aws_access_key_id=c.aws_access_key_id, aws_secret_access_key=_secret(c.aws_secret_access_key),
+                   aws_session_token=c.aws_session_token, region_name=c.region_name,
+                   endpoint_url=c.aws_client_parameters.endpoint_url)
+    elif block and target.kind == "gcp":
+        from prefect_gcp import GcpCredentials
+
+        c = GcpCredentials.load(block)
+        info = _secret(c.service_account_info)
+        if not info and c.service_account_file:
+            info = json.loads(open(c.service_account_file).read())
+        out.update(service_account_info=info or None, project=c.project)
+    elif block and target.kind == "azure":
+        from prefect_azure import AzureBlobStorageCredentials
+
+        c = AzureBlobStorageCredentials.load(block)
+        out.update(connection_string=_secret(c.connection_string), client_id=c.client_id, tenant_id=c.tenant_id,
+                   client_secret=_secret(c.client_secret))
+    if o.get("admin_token_secret"):
+        from prefect.blocks.system import Secret
+
+        out["admin_token"] = Secret.load(o["admin_token_secret"]).get()
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _target(spec: PipelineSpec, target_spec: ServingTargetSpec):
+    return multi.build(target_spec, spec, target_secrets(target_spec))
+
+
+@task(name="snapshot-targets", cache_policy=NO_CACHE, persist_result=False)
+def snapshot_task(spec: PipelineSpec, registry: Registry) -> dict[str, str | None]:
+    """What every target serves before the deploy."""
+    targets = [_target(spec, t) for t in spec.targets]
+    previous = multi.snapshot(registry, targets)
+    get_run_logger().info("before: %s", ", ".join(f"{n} v{v}" for n, v in previous.items()))
+    return previous
+
+
+@task(name="deploy-target", cache_policy=NO_CACHE, persist_result=False, task_run_name="deploy-{target_spec.name}")
 def deploy_target_task(spec: PipelineSpec, registry: Registry, target_spec: ServingTargetSpec, version: str,
-                       smoke: dict | None):
-    target = build_target(target_spec, spec)
-    outcome = deploy_to_target(registry, target, version, smoke, run_id=str(flow_run.get_id() or ""))
-    get_run_logger().info("deploy %s -> %s: %s", version, target_spec.name, outcome)
+                       smoke: dict | None, run_id: str | None) -> DeployOutcome:
+    """One attempt; a failed attempt (already rolled back on that target) raises so Prefect retries."""
+    outcome = deploy_to_target(registry, _target(spec, target_spec), version, smoke, run_id=run_id)
+    get_run_logger().info(outcome.summary())
+    if not outcome.ok:
+        raise TargetDeployFailed(outcome.error or "failed")
     return outcome
+
+
+@task(name="roll-back-target", cache_policy=NO_CACHE, persist_result=False,
+      task_run_name="roll-back-{target_spec.name}-to-v{version}")
+def rollback_task(spec: PipelineSpec, target_spec: ServingTargetSpec, version: str) -> multi.RollbackResult:
+    result = multi.roll_back_target(_target(spec, target_spec), version)
+    log = get_run_logger()
+    (log.info if result.ok else log.error)("roll back %s to v%s: %s", target_spec.name, version,
+                                            "done" if result.ok and not result.skipped
+                                            else "already there" if result.ok else result.error)
+    return result
+
+
+@task(name="finalize-deploy", cache_policy=NO_CACHE, persist_result=False)
+def finalize_task(spec: PipelineSpec, registry: Registry, version: str, previous: dict, outcomes: dict,
+                  plan: dict, rollbacks: dict, policy: str, run_id: str | None, seconds: float,
+                  canary: dict | None = None) -> multi.DeployReport:
+    targets = [_target(spec, t) for t in spec.targets]
+    report = multi.finalize(registry, targets, version, previous, outcomes, plan, rollbacks, policy, run_id,
+                            seconds=seconds, canary=canary)
+    log = get_run_logger()
+    (log.info if report.ok else log.error)(report.summary())
+    return report
+
+
+@task(name="canary", cache_policy=NO_CACHE, persist_result=False, task_run_name="canary-{target_spec.name}")
+def canary_task(spec: PipelineSpec, registry: Registry, target_spec: ServingTargetSpec, version: str,
+                smoke: dict | None, run_id: str | None, seconds: float, retries: int = 0):
+    """Deploy to one target, let its traffic run `seconds`, judge it from /metrics against the others."""
+    canary = _target(spec, target_spec)
+    baseline = [_target(spec, t) for t in spec.targets if t.name != target_spec.name]
+    outcome, attempts, verdict = multi.run_canary(registry, canary, baseline, version, smoke, seconds=seconds,
+                                                  retries=retries, run_id=run_id)
+    log = get_run_logger()
+    log.info("canary %s: %s", target_spec.name, (verdict or {}).get("reason", outcome.summary()))
+    return outcome, verdict

@@ -1,0 +1,81 @@
+"""Cloud target construction (options, credentials) and the verified copy of a version."""
+from __future__ import annotations
+
+import pytest
+
+from cloudhop.registry import Registry
+from cloudhop.spec import ServingTargetSpec
+from cloudhop.store import Store
+from cloudhop.targets import multi
+from cloudhop.targets.base import TargetError
+from cloudhop.targets.cloud import ManifestStore, copy_version
+
+
+class _Spec:
+    name = "flights"
+
+
+def build(kind, **options):
+    return multi.build(ServingTargetSpec(name="t1", kind=kind, options=options), _Spec())
+
+
+def test_unknown_options_and_credentials_in_the_spec_are_refused():
+    with pytest.raises(TargetError, match=r"unknown option\(s\) \['bucket'\]"):
+        build("aws", store="s3://b/p", endpoint="http://x", cluster="c", bucket="b")
+    with pytest.raises(TargetError, match="credentials never go in the spec"):
+        build("gcp", store="gs://b/p", endpoint="http://x", control="gitops", manifests="/tmp/m", token="t")
+
+
+def test_missing_and_wrong_options_say_what_to_write():
+    with pytest.raises(TargetError, match=r"options.cluster is required for a aws target"):
+        build("aws", store="s3://b/p", endpoint="http://x")
+    with pytest.raises(TargetError, match="must be an az:// URI"):
+        build("azure", store="s3://b/p", endpoint="http://x", control="gitops", manifests="/tmp/m")
+    with pytest.raises(TargetError, match="workload must be deployment or kserve"):
+        build("coreweave", store="s3://b/p", endpoint_url="http://cw", endpoint="http://x", workload="pod")
+
+
+def test_copy_version_uploads_verifies_and_repairs(tmp_path):
+    src = Registry(Store(str(tmp_path / "src")), "m")
+    src.publish({"model.onnx": b"weights", "preprocess.json": b"{}"}, {})
+    dest = Store(str(tmp_path / "dest"))
+    assert copy_version(src, dest, "1") == len(b"weights") + 2
+    assert copy_version(src, dest, "1") == 0  # already complete: nothing sent
+    dest.write_bytes("models/m/1/model.onnx", b"tampered")
+    assert copy_version(src, dest, "1") > 0 and Registry(dest, "m").verify("1") == []
+
+
+def test_copy_refuses_a_source_that_fails_its_checksums(tmp_path):
+    src = Registry(Store(str(tmp_path / "src")), "m")
+    src.publish({"model.onnx": b"weights"}, {})
+    src.store.write_bytes("models/m/1/model.onnx", b"bitrot")
+    dest = Store(str(tmp_path / "dest"))
+    with pytest.raises(TargetError, match="fails verification at the source"):
+        copy_version(src, dest, "1")
+    assert dest.list() == []
+
+
+def test_gitops_control_plane_records_the_desired_version(tmp_path):
+    t = build("gcp", store="gs://b/p", endpoint="http://127.0.0.1:9", control="gitops",
+              manifests=str(tmp_path / "m"), endpoint_url="http://127.0.0.1:9")
+    assert isinstance(t.control, ManifestStore) and t.control.desired_version() is None
+    t.control.apply("4")
+    assert t.control.desired_version() == "4"
+    assert t.health()["status"] == "down" and t.health()["desired_version"] == "4"
+
+
+def test_the_example_targets_parse_and_build():
+    from pathlib import Path
+
+    import yaml
+
+    from cloudhop.spec import load_spec
+
+    root = Path(__file__).resolve().parents[2]
+    example = yaml.safe_load((root / "deployments/serving/targets.example.yaml").read_text())["targets"]
+    spec = load_spec(root / "specs/flights.yaml", {"targets": example})
+    assert {t.kind for t in spec.targets} == {"local", "aws", "gcp", "azure", "coreweave"}
+    for t in spec.targets:
+        if t.kind in ("aws", "coreweave"):  # gcp/azure clients need cloud credentials to construct
+            target = multi.build(t, spec)
+            assert target.store.uri == t.options["store"] and target.url == t.options["endpoint"]

@@ -1,0 +1,91 @@
+"""Per-cloud manifests from one description, checked against each cloud's schema."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cloudhop.targets import manifests as mf
+from cloudhop.targets.manifests import ManifestError, ServingDescription, render, validate
+
+ROOT = Path(__file__).resolve().parents[2]
+DESC = ServingDescription(name="flights-serving", model="flights", image="ghcr.io/x/serve:1",
+                          secret_env={"CLOUDHOP_ADMIN_TOKEN": {"name": "admin", "key": "token"}})
+KW = dict(version="7", store="s3://bucket/root", target="t1")
+
+
+@pytest.mark.parametrize("cloud", mf.CLOUDS)
+def test_every_cloud_renders_a_valid_manifest_that_runs_the_version(cloud):
+    m = render(DESC, cloud, **KW)
+    text = json.dumps(m)
+    assert "cloudhop.serving" in text and '"7"' in text and "/health" in text
+    assert mf.VERSION_ENV in text
+    assert "CLOUDHOP_ADMIN_TOKEN" in text  # as a reference to the cloud's secret store, never a value
+
+
+def test_kubernetes_schema_catches_a_wrong_type():
+    dep, svc = render(DESC, "kubernetes", **KW)
+    dep = copy.deepcopy(dep)
+    dep["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "http"
+    with pytest.raises(ManifestError, match="containerPort"):
+        validate("kubernetes", [dep, svc])
+    dep["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = 8080
+    dep["spec"]["replicaz"] = 2
+    with pytest.raises(ManifestError, match="replicaz"):
+        validate("kubernetes", [dep, svc])
+
+
+def test_kserve_predictor_is_checked_as_a_pod_spec():
+    isvc = render(DESC, "kserve", **KW, canary_percent=10)
+    assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    isvc["spec"]["predictor"]["containers"][0]["imagePullPolicy"] = 3
+    with pytest.raises(ManifestError, match="imagePullPolicy"):
+        validate("kserve", isvc)
+
+
+def test_ecs_task_definition_is_checked_with_botocore():
+    td = render(DESC, "ecs", **KW)
+    assert td["containerDefinitions"][0]["secrets"] == [{"name": "CLOUDHOP_ADMIN_TOKEN", "valueFrom": "admin"}]
+    td["containerDefinitions"][0]["portMapping"] = []
+    with pytest.raises(ManifestError, match="portMapping"):
+        validate("ecs", td)
+
+
+def test_cloud_run_service_is_checked_with_the_run_v2_message():
+    svc = render(DESC, "cloud-run", **KW, canary_percent=20, previous_revision="flights-serving-v6")
+    assert [t["percent"] for t in svc["traffic"]] == [20, 80]
+    svc["template"]["containers"][0]["cpu"] = "1"
+    with pytest.raises(ManifestError, match="cpu"):
+        validate("cloud-run", svc)
+
+
+def test_container_app_is_checked_with_the_azure_models():
+    app = render(DESC, "container-app", **KW)
+    app["properties"]["template"]["containers"][0]["memoryGb"] = 2
+    with pytest.raises(ManifestError, match="memoryGb"):
+        validate("container-app", app)
+
+
+def test_secrets_never_go_into_plain_env():
+    leaky = DESC.model_copy(update={"env": {"AWS_SECRET_ACCESS_KEY": "x"}})
+    with pytest.raises(ManifestError, match="secret_env"):
+        render(leaky, "ecs", **KW)
+    with pytest.raises(ManifestError, match="credential"):
+        render(DESC, "kubernetes", **KW, store_options={"secret": "x"})
+
+
+def test_a_bad_description_says_where(tmp_path):
+    p = tmp_path / "d.yaml"
+    p.write_text(yaml.safe_dump({"name": "Bad_Name", "model": "m", "image": "i", "replica": 2}))
+    with pytest.raises(ManifestError) as e:
+        mf.load_description(p)
+    assert "name" in str(e.value) and "replica" in str(e.value)
+
+
+def test_the_committed_manifests_are_generated_from_the_committed_description(tmp_path):
+    mf.main([str(ROOT / "deployments/serving/serving.yaml"), "--out", str(tmp_path)])
+    for f in sorted((ROOT / "deployments/serving/generated").iterdir()):
+        assert (tmp_path / f.name).read_text() == f.read_text(), f"{f.name} is stale: regenerate it"
