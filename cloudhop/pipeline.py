@@ -60,6 +60,7 @@ class Trained:
     checkpoint: bytes
     history: list[dict[str, Any]]
     info: dict[str, Any]  # steps, resumed_from_step, device, samples_per_s, parity, where
+    baseline: Any = None  # the linear baseline the network started from (not stored; refitted when absent)
 
 
 def checkpoint_prefix(spec: PipelineSpec, data_fingerprint: str) -> str:
@@ -70,19 +71,25 @@ def checkpoint_prefix(spec: PipelineSpec, data_fingerprint: str) -> str:
 def train_model(spec: PipelineSpec, windows: Windows, data_fingerprint: str,
                 progress: Callable[[dict], None] | None = None, where: str = "local") -> Trained:
     from cloudhop.training import (CheckpointStore, TrainConfig, check_parity, export_onnx, train)
+    from cloudhop.training.evaluate import fit_baseline
+    from cloudhop.training.preprocess import Preprocessor
 
     store = Store(spec.store, spec.store_options)
     ckpt = CheckpointStore(store, checkpoint_prefix(spec, data_fingerprint))
+    pre = Preprocessor.fit(windows.train, spec.categorical, spec.numeric)
+    # The network starts as the linear baseline and learns what it misses (a wide-and-deep model).
+    baseline = fit_baseline(windows.train, categorical=spec.categorical, numeric=spec.numeric,
+                            target=spec.target.column, task=spec.target.task, preprocessor=pre)
     result = train(windows.train, windows.validation, categorical=spec.categorical, numeric=spec.numeric,
                    target=spec.target.column, task=spec.target.task, config=TrainConfig.from_spec(spec.model),
-                   checkpoints=ckpt, progress=progress)
+                   checkpoints=ckpt, progress=progress, preprocessor=pre, init_linear=baseline)
     onnx = export_onnx(result.model, result.preprocessor)
     parity = check_parity(result.model, onnx, result.preprocessor, windows.holdout.head(5000))
     info = {"steps": result.steps, "steps_run": result.steps_run, "resumed_from_step": result.resumed_from_step,
             "device": result.device, "samples_per_s": round(result.samples_per_s, 1),
             "best_epoch": result.best_epoch, "best_valid_loss": result.best_valid_loss,
             "onnx_torch_max_abs_diff": parity, "where": where, "host": socket.gethostname()}
-    return Trained(onnx, result.preprocessor.to_dict(), result.checkpoint, result.history, info)
+    return Trained(onnx, result.preprocessor.to_dict(), result.checkpoint, result.history, info, baseline)
 
 
 def trained_prefix(spec: PipelineSpec, run_key: str) -> str:
@@ -194,8 +201,9 @@ def evaluate(spec: PipelineSpec, windows: Windows, trained: Trained, registry: R
     y = _target_values(hold[target], task)
     pre = Preprocessor.from_dict(trained.preprocess)
     cand = metrics(task, y, onnx_predict(trained.onnx, pre, hold))
-    baseline_model = fit_baseline(windows.train, categorical=spec.categorical, numeric=spec.numeric,
-                                  target=target, task=task, preprocessor=pre)
+    baseline_model = trained.baseline or fit_baseline(windows.train, categorical=spec.categorical,
+                                                      numeric=spec.numeric, target=target, task=task,
+                                                      preprocessor=pre)
     base = metrics(task, y, baseline_model.predict(hold))
 
     champ_mv = registry.champion()

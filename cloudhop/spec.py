@@ -35,6 +35,9 @@ class ColumnSpec(_Strict):
     max: float | None = None
     categories: list[str | int] | None = Field(default=None, description="allowed values (any when unset)")
     role: Literal["feature", "target", "time", "ignore"] = "feature"
+    encoding: Literal["auto", "embedding", "numeric"] = Field(
+        default="auto", description="how the model sees a feature: auto (categories -> embedding, numbers -> "
+                                    "numeric), or force an int column to an embedding (hour, weekday)")
     mostly: float = Field(default=1.0, ge=0.0, le=1.0, description="share of rows that must pass range/category checks")
 
     @model_validator(mode="after")
@@ -45,6 +48,10 @@ class ColumnSpec(_Strict):
             raise ValueError(f"min/max apply to int or float columns, not {self.type}")
         if self.categories is not None and self.type not in ("category", "string", "int", "bool"):
             raise ValueError(f"categories apply to category, string, int or bool columns, not {self.type}")
+        if self.encoding == "embedding" and self.type not in ("category", "string", "int", "bool"):
+            raise ValueError(f"an embedding needs a category, string, int or bool column, not {self.type}")
+        if self.encoding == "numeric" and self.type not in ("int", "float", "bool"):
+            raise ValueError(f"a numeric encoding needs an int, float or bool column, not {self.type}")
         return self
 
 
@@ -183,15 +190,22 @@ class PipelineSpec(_Strict):
     @property
     def features(self) -> list[str]:
         skip = {self.target.column, self.split.time_column}
-        return [c for c, s in self.columns.items() if s.role == "feature" and c not in skip]
+        return [c for c, s in self.columns.items()
+                if s.role == "feature" and c not in skip and s.type != "datetime"]
+
+    def _embedded(self, c: str) -> bool:
+        col = self.columns[c]
+        if col.encoding == "auto":
+            return col.type in ("category", "string", "bool")
+        return col.encoding == "embedding"
 
     @property
     def categorical(self) -> list[str]:
-        return [c for c in self.features if self.columns[c].type in ("category", "string", "bool")]
+        return [c for c in self.features if self._embedded(c)]
 
     @property
     def numeric(self) -> list[str]:
-        return [c for c in self.features if self.columns[c].type in ("int", "float")]
+        return [c for c in self.features if not self._embedded(c)]
 
     @property
     def metric(self) -> str:

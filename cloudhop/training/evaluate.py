@@ -106,6 +106,14 @@ class Baseline:
     estimator: Any
     classes: list[Any] | None = None
 
+    def linear_weights(self) -> tuple[np.ndarray, float]:
+        """(weights over [one-hot categoricals | numerics], intercept), in the model's output space
+        (log-odds for binary, real units for regression)."""
+        if self.task == "binary":
+            return np.asarray(self.estimator.coef_[0], dtype=np.float64), float(self.estimator.intercept_[0])
+        coef = np.asarray(self.estimator.coef_, dtype=np.float64).ravel()
+        return coef[:-1], float(coef[-1])
+
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         if len(df) == 0:
             return np.zeros(0, dtype=np.float64)

@@ -1,4 +1,6 @@
-"""The tabular network: one embedding per categorical, concatenated with the numerics, then an MLP."""
+"""The tabular network: one embedding per categorical, concatenated with the numerics, then an MLP,
+plus a wide (linear) part over the same inputs: a wide-and-deep model, so the network contains a
+logistic/linear regression on one-hot categoricals and can only add to it."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -21,7 +23,7 @@ class TabularNet(nn.Module):
 
     def __init__(self, cardinalities: Sequence[int], n_numeric: int, hidden: Sequence[int],
                  embedding_dim: int, dropout: float, task: str,
-                 target_mean: float = 0.0, target_std: float = 1.0):
+                 target_mean: float = 0.0, target_std: float = 1.0, wide: bool = True):
         super().__init__()
         if task not in ("binary", "regression"):
             raise ValueError(f"task must be 'binary' or 'regression', not {task!r}")
@@ -43,6 +45,14 @@ class TabularNet(nn.Module):
             width = h
         layers.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
+        self.wide = bool(wide)
+        if self.wide:  # one weight per category (one-hot), one per numeric: starts at zero
+            self.wide_cat = nn.Embedding(max(sum(self.cardinalities), 1), 1)
+            nn.init.zeros_(self.wide_cat.weight)
+            self.wide_num = nn.Linear(self.n_numeric, 1) if self.n_numeric else None
+            if self.wide_num is not None:
+                nn.init.zeros_(self.wide_num.weight)
+                nn.init.zeros_(self.wide_num.bias)
         self.register_buffer("target_mean", torch.tensor(float(target_mean)))
         self.register_buffer("target_std", torch.tensor(float(target_std)))
 
@@ -50,16 +60,23 @@ class TabularNet(nn.Module):
         """The constructor arguments (for rebuilding from a checkpoint)."""
         return {"cardinalities": self.cardinalities, "n_numeric": self.n_numeric, "hidden": self.hidden,
                 "embedding_dim": self.embedding_dim, "dropout": self.dropout, "task": self.task,
-                "target_mean": float(self.target_mean), "target_std": float(self.target_std)}
+                "target_mean": float(self.target_mean), "target_std": float(self.target_std), "wide": self.wide}
 
     def forward(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
         """cat int64 [N, C], num float32 [N, K] -> logit or standardised value [N]."""
         if self.cardinalities:
-            emb = self.embedding(cat + self.offsets).flatten(1)
+            ids = cat + self.offsets
+            emb = self.embedding(ids).flatten(1)
             x = torch.cat([emb, num], dim=1) if self.n_numeric else emb
         else:
             x = num
-        return self.mlp(x).squeeze(-1)
+        out = self.mlp(x).squeeze(-1)
+        if self.wide:
+            if self.cardinalities:
+                out = out + self.wide_cat(ids).sum(dim=(1, 2))
+            if self.wide_num is not None:
+                out = out + self.wide_num(num).squeeze(-1)
+        return out
 
     def predict(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
         """Real units: the positive-class probability (binary) or the target value (regression)."""

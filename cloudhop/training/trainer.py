@@ -307,8 +307,12 @@ class _State:
 def train(train_df: pd.DataFrame, valid_df: pd.DataFrame, *, categorical: list[str], numeric: list[str],
           target: str, task: str, config: TrainConfig, checkpoints: CheckpointStore | None = None,
           progress: Callable[[dict[str, Any]], None] | None = None,
-          preprocessor: Preprocessor | None = None) -> TrainResult:
+          preprocessor: Preprocessor | None = None, init_linear: "Baseline | None" = None) -> TrainResult:
     """Train a TabularNet with early stopping on valid_df; resume from ``checkpoints`` when it holds one.
+
+    ``init_linear``: a fitted linear baseline (cloudhop.training.evaluate.fit_baseline, on the same
+    preprocessor) whose weights start the network's wide part, so training begins at the baseline
+    and the deep part learns what it misses; the starting point also counts for early stopping.
 
     Binary targets map to 0/1 as in encode_binary. Reported losses are BCE (binary) or MSE on the
     standardised target (regression). Runs inside a forked RNG, so the caller's RNG state is untouched.
@@ -360,6 +364,8 @@ def train(train_df: pd.DataFrame, valid_df: pd.DataFrame, *, categorical: list[s
     with torch.random.fork_rng(devices=cuda_devices, device_type="cuda"):
         torch.manual_seed(config.seed)
         run.build()
+        if init_linear is not None and resume is None:
+            run.start_from_linear(init_linear)
         if resume is not None:
             run.restore(resume[2])
             log.info("resuming from checkpoint at step %d", resume[0])
@@ -403,6 +409,7 @@ class _Run:
         self.scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
         self.st = _State()
         self.steps_run = 0
+        self.wide_frozen = False
         self.samples_run = 0
         self.train_seconds = 0.0
         self._checked = 0  # epoch_losses[:_checked] are known finite
@@ -426,6 +433,36 @@ class _Run:
                                 c.embedding_dim, c.dropout, self.task, *self.target_scale).to(self.device)
         self.optimizer = make_optimizer(self.model, c, self.device)
 
+    def start_from_linear(self, baseline: Any) -> None:
+        """Copy a linear baseline's weights into the wide part; the result is the first 'best'."""
+        if baseline.preprocessor.to_dict() != self.preprocessor.to_dict():
+            raise TrainingError("init_linear was fitted with another preprocessor")
+        coef, intercept = baseline.linear_weights()
+        if self.task == "regression":  # the net works on the standardised target
+            t_mean, t_std = self.target_scale
+            coef, intercept = coef / t_std, (intercept - t_mean) / t_std
+        m = self.model
+        n_cat = sum(self.preprocessor.cardinalities)
+        with torch.no_grad():
+            if self.preprocessor.categorical:
+                m.wide_cat.weight[:n_cat, 0] = torch.as_tensor(coef[:n_cat], dtype=m.wide_cat.weight.dtype)
+            if m.wide_num is not None:
+                m.wide_num.weight[0, :] = torch.as_tensor(coef[n_cat:], dtype=m.wide_num.weight.dtype)
+            m.mlp[-1].weight.zero_()  # the deep part starts silent: output == the baseline's
+            m.mlp[-1].bias.fill_(float(intercept))
+        self.freeze_wide()
+
+    def freeze_wide(self) -> None:
+        """The linear part stays as fitted (a convex optimum); the deep part learns the residual."""
+        m = self.model
+        self.wide_frozen = True
+        for p in [m.wide_cat.weight] + ([] if m.wide_num is None else list(m.wide_num.parameters())):
+            p.requires_grad_(False)
+        st = self.st
+        st.best_valid_loss = self.validate()
+        st.best_state = {k: v.detach().clone() for k, v in m.state_dict().items()}
+        st.best_epoch = 0
+
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
@@ -436,6 +473,7 @@ class _Run:
         st = self.st
         return {
             "format": CHECKPOINT_FORMAT, "kind": "resume", "config": asdict(self.config), "layout": self.layout,
+            "wide_frozen": self.wide_frozen,
             "preprocessor": self.preprocessor.to_dict(), "model_args": self.model.init_args(),
             "model": _cpu(self.model.state_dict()), "optimizer": _cpu(self.optimizer.state_dict()),
             "scaler": self.scaler.state_dict(), "epoch": st.epoch, "batch": st.batch, "step": st.step,
@@ -448,6 +486,8 @@ class _Run:
 
     def restore(self, ck: dict[str, Any]) -> None:
         self.model.load_state_dict(ck["model"])
+        if ck.get("wide_frozen"):
+            self.freeze_wide()
         self.optimizer.load_state_dict(ck["optimizer"])
         if ck["scaler"] and self.scaler.is_enabled():  # fp16 on both sides; else the scale starts afresh
             self.scaler.load_state_dict(ck["scaler"])

@@ -27,8 +27,9 @@ def test_flights_spec_loads_with_derived_views():
     assert s.name == "flights-delay"
     assert s.target.task == "binary" and s.metric == "roc_auc"
     assert "late" not in s.features and "time_hour" not in s.features
-    assert set(s.categorical) == {"carrier", "origin", "dest"}
+    assert set(s.categorical) == {"carrier", "origin", "dest", "hour", "weekday"}  # hour, weekday: embedding
     assert "distance" in s.numeric and "temp" in s.numeric
+    assert "month" not in s.features  # role: ignore
     assert s.spec_hash() == load_spec("specs/flights.yaml").spec_hash()
 
 
@@ -58,6 +59,11 @@ def test_cross_field_checks():
         parse_spec(spec_with(split__holdout_start="2013-01-01"))
     with pytest.raises(SpecError, match="regression target must be int or float"):
         parse_spec(spec_with(target={"column": "carrier", "task": "regression"}))
+
+
+def test_encoding_must_fit_the_type():
+    with pytest.raises(SpecError, match=r"columns\.distance: .*embedding needs a category, string, int or bool"):
+        parse_spec(spec_with(columns__distance={"type": "float", "encoding": "embedding"}))
 
 
 def test_overrides_use_dotted_keys():

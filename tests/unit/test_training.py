@@ -335,3 +335,27 @@ def test_baseline_beats_chance(frames):
 def test_loss_curve_png(reference):
     png = loss_curve_png(reference.history)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_warm_start_from_the_linear_baseline(task):
+    """The network starts exactly as the baseline, so its best validation loss is never worse."""
+    from cloudhop.training.preprocess import Preprocessor
+    from cloudhop.training.trainer import loss_fn
+
+    tr, va = make_frame(2400, 11, task), make_frame(600, 12, task)
+    pre = Preprocessor.fit(tr, CAT, NUM)
+    base = fit_baseline(tr, categorical=CAT, numeric=NUM, target="label", task=task, preprocessor=pre)
+    # a learning rate so high the deep part only hurts: the baseline start must win
+    r = fit(tr, va, cfg(learning_rate=0.5, max_epochs=2, patience=1), task=task, preprocessor=pre,
+            init_linear=base)
+    y = va["label"].to_numpy(dtype=np.float32)
+    bp = base.predict(va)
+    if task == "binary":
+        start = float(loss_fn(task, torch.logit(torch.tensor(bp, dtype=torch.float32), eps=1e-7), torch.tensor(y)))
+    else:
+        m, s = tr["label"].mean(), tr["label"].std()
+        start = float(loss_fn(task, torch.tensor((bp - m) / s, dtype=torch.float32), torch.tensor((y - m) / s)))
+    assert r.best_valid_loss == pytest.approx(start, rel=1e-3)
+    assert r.best_epoch == 0  # no epoch beat the start, so the model is the baseline
+    np.testing.assert_allclose(predict(r.model, r.preprocessor, va), bp, rtol=1e-3, atol=1e-3)
