@@ -97,19 +97,19 @@ def main() -> None:
     ap.add_argument("--spec", default=str(ROOT / "specs" / "flights.yaml"))
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave the default)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads for both sides (0: the spec's model.cpu_threads)")
     ap.add_argument("--full", action="store_true", help="also time one train with the spec's own settings")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
     spec = load_spec(args.spec)
+    threads = args.threads or spec.model.cpu_threads or torch.get_num_threads()
+    torch.set_num_threads(threads)  # the bare loop's; cloudhop's train sets cfg.cpu_threads itself
     t = time.perf_counter()
     w = split_windows(flights_table(), spec)
     target, task = spec.target.column, spec.target.task
     cat_cols, num_cols = spec.categorical, spec.numeric
     base_cfg = TrainConfig.from_spec(spec.model)
-    cfg = replace(base_cfg, max_epochs=args.epochs, patience=args.epochs + 1)
+    cfg = replace(base_cfg, max_epochs=args.epochs, patience=args.epochs + 1, cpu_threads=threads)
     pre = Preprocessor.fit(w.train, cat_cols, num_cols)
     device = pick_device(cfg.device)
     print(f"data: {w.sizes()} rows, loaded in {time.perf_counter() - t:.1f}s; device {device}, "

@@ -103,6 +103,8 @@ class ModelSpec(_Strict):
     checkpoint_every: int = Field(default=200, ge=1, description="steps between checkpoints")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: int | None = Field(default=1, ge=1, description="torch threads when training on CPU "
+                                    "(small tabular nets are fastest on one); empty keeps torch's default")
 
 
 class EvaluationSpec(_Strict):

@@ -59,6 +59,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     seed: int = 0
     device: str = "auto"  # 'auto' | 'cpu' | 'cuda'
+    cpu_threads: int | None = 1  # torch intra-op threads on CPU; None keeps torch's setting
 
     def __post_init__(self) -> None:
         self.hidden = [int(h) for h in self.hidden]
@@ -316,7 +317,19 @@ def train(train_df: pd.DataFrame, valid_df: pd.DataFrame, *, categorical: list[s
 
     Binary targets map to 0/1 as in encode_binary. Reported losses are BCE (binary) or MSE on the
     standardised target (regression). Runs inside a forked RNG, so the caller's RNG state is untouched.
+
+    ``train_df`` (and ``valid_df``) may also be a partition source, e.g. a
+    cloudhop.data.dask.PartitionedDataset: the training window is then streamed a partition at a
+    time (cloudhop.training.stream).
     """
+    from cloudhop.training.stream import is_source
+
+    if is_source(train_df):
+        from cloudhop.training.stream import train_streamed
+
+        return train_streamed(train_df, valid_df, categorical=categorical, numeric=numeric, target=target,
+                              task=task, config=config, checkpoints=checkpoints, progress=progress,
+                              preprocessor=preprocessor, init_linear=init_linear)
     if task not in ("binary", "regression"):
         raise TrainingError(f"task must be 'binary' or 'regression', not {task!r}")
     categorical, numeric = list(categorical), list(numeric)
@@ -359,18 +372,32 @@ def train(train_df: pd.DataFrame, valid_df: pd.DataFrame, *, categorical: list[s
                             f"not {categorical + numeric}")
 
     run = _Run(config, device, task, layout, preprocessor, (t_mean, t_std), checkpoints, progress)
-    run.set_data(train_df, valid_df, y_train, y_valid)
-    cuda_devices = [device.index] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices, device_type="cuda"):
-        torch.manual_seed(config.seed)
-        run.build()
-        if init_linear is not None and resume is None:
-            run.start_from_linear(init_linear)
-        if resume is not None:
-            run.restore(resume[2])
-            log.info("resuming from checkpoint at step %d", resume[0])
-        run.loop()
+    with _cpu_threads(config.cpu_threads if device.type == "cpu" else None):
+        run.set_data(train_df, valid_df, y_train, y_valid)
+        cuda_devices = [device.index] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda_devices, device_type="cuda"):
+            torch.manual_seed(config.seed)
+            run.build()
+            if init_linear is not None and resume is None:
+                run.start_from_linear(init_linear)
+            if resume is not None:
+                run.restore(resume[2])
+                log.info("resuming from checkpoint at step %d", resume[0])
+            run.loop()
     return run.result(resumed_from_step=resume[0] if resume is not None else None, classes=classes)
+
+
+@contextlib.contextmanager
+def _cpu_threads(n: int | None):
+    """Small tabular nets train fastest on one CPU thread: more threads mostly spin (measured in
+    benchmarks/bench_training.py). Restores the caller's setting afterwards."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _check_compatible(ckpt: dict[str, Any], config: TrainConfig, layout: dict[str, Any],
