@@ -63,6 +63,34 @@ def cmd_verify(a) -> int:
     return 1 if problems else 0
 
 
+def cmd_replay(a) -> int:
+    from cloudhop.data import DataError
+    from cloudhop.replay import ReplayError, parse_shift, replay, window_rows
+
+    spec = load_spec(a.spec, {"dataset.uri": a.data} if a.data else None)
+    try:
+        shifts = [parse_shift(s) for s in a.shift]
+        rows = window_rows(spec, a.start, a.end, a.max_rows, a.seed, with_target=a.labels)
+        if shifts:
+            from cloudhop.replay import apply_shifts
+            rows = apply_shifts(rows, shifts, spec)
+        print(f"replaying {len(rows)} rows of {spec.name} ({a.start} .. {a.end}"
+              f"{', shifted ' + ' '.join(map(str, shifts)) if shifts else ''}) to {a.url} at {a.rate:g} rows/s")
+        stats = replay(rows[spec.features], a.url, a.rate, a.batch)
+    except (ReplayError, DataError) as e:
+        print(f"cloudhop replay: {e}", file=sys.stderr)
+        return 2
+    print(stats.summary())
+    if a.labels and stats.rows:
+        from cloudhop.monitor import write_labels
+
+        store = Store(spec.store, spec.store_options)
+        labels = rows[spec.target.column].iloc[stats.answered].tolist()
+        key = write_labels(store, spec.name, stats.row_ids, labels)
+        print(f"wrote {len(labels)} labels of the answered rows to {store.url(key)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="cloudhop", description="cloudhop: one ML pipeline across several clouds")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -78,6 +106,21 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("version", nargs="?", default="champion")
     c.add_argument("--spec", default="specs/flights.yaml")
     c.set_defaults(func=cmd_verify)
+    r = sub.add_parser("replay", help="send a dataset window's rows to a serving endpoint at a given rate")
+    r.add_argument("--spec", default="specs/flights.yaml")
+    r.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8765")
+    r.add_argument("--start", required=True, help="first time of the window (the spec's time column)")
+    r.add_argument("--end", required=True, help="end of the window (excluded)")
+    r.add_argument("--rate", type=float, default=500.0, help="rows per second at most (default 500)")
+    r.add_argument("--batch", type=int, default=100, help="rows per request (default 100)")
+    r.add_argument("--shift", action="append", default=[], metavar="COL=+K",
+                   help="change a feature: col=+k, col=-k, col=*k or col=value (repeatable)")
+    r.add_argument("--max-rows", type=int, help="send a seeded sample of this many rows of the window")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--data", help="read this dataset (fsspec URI) instead of the spec's")
+    r.add_argument("--labels", action="store_true",
+                   help="then write the rows' true labels to the store (labels/<model>/), as if they arrived later")
+    r.set_defaults(func=cmd_replay)
     a = p.parse_args(argv)
     try:
         return a.func(a)

@@ -294,6 +294,10 @@ def register(spec: PipelineSpec, registry: Registry, trained: Trained, evaluatio
     }
     if drift.html:
         files["drift.html"] = drift.html
+    from cloudhop.monitor import reference_bytes  # the monitor's drift reference: a seeded training sample
+
+    files["reference.parquet"] = reference_bytes(windows.train, spec.categorical, spec.numeric,
+                                                 spec.drift.sample_size, spec.model.seed)
     parent = registry.champion()
     manifest = {
         "parent_version": parent.version if parent else None,

@@ -1,0 +1,143 @@
+"""`prefect deploy --all` against a fresh server, then each deployment as the server holds it:
+parameter schemas (fields, types, enums, defaults, descriptions for the UI form), schedules,
+the drift trigger and the concurrency limit.
+"""
+from __future__ import annotations
+
+import functools
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.helpers.services import BIN, ROOT, prefect_env
+
+pytestmark = pytest.mark.integration
+
+
+@functools.cache
+def deploy_all(api_url: str) -> dict:
+    """Create the pools and deploy prefect.yaml once per test process; returns what the server holds.
+
+    The real server runs its scheduler, so scheduled runs of the monitor would start on any
+    worker; afterwards every schedule is paused and scheduled runs deleted, so that tests
+    decide what runs. The snapshot taken before that is what the tests check.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, FlowRunFilter, FlowRunFilterState
+
+    env = prefect_env(api_url)
+    pools = subprocess.run([sys.executable, "-m", "flows.pools", "apply", "--local"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert pools.returncode == 0, pools.stdout + pools.stderr
+    out = subprocess.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    with get_client(sync_client=True) as c:
+        deployments = {d.name: d for d in c.read_deployments()}
+        automations = {a.name: a for a in c.read_automations()}
+        for d in deployments.values():
+            for s in d.schedules:
+                c.update_deployment_schedule(d.id, s.id, active=False)
+        scheduled = c.read_flow_runs(
+            deployment_filter=DeploymentFilter(id={"any_": [d.id for d in deployments.values()]}),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type={"any_": ["SCHEDULED"]})))
+        for r in scheduled:
+            c.delete_flow_run(r.id)
+    return {"deployments": deployments, "automations": automations, "output": out.stdout}
+
+
+@pytest.fixture(scope="module")
+def deployed(prefect_api_url):
+    return deploy_all(prefect_api_url)
+
+
+def _schema(d) -> dict:
+    return d.parameter_openapi_schema
+
+
+def _ref(schema: dict, prop: dict) -> dict:
+    """The definition a property points at ($ref or anyOf [$ref, null])."""
+    refs = [prop.get("$ref")] + [a.get("$ref") for a in prop.get("anyOf", [])]
+    name = next(r for r in refs if r).rsplit("/", 1)[-1]
+    return schema["definitions"][name]
+
+
+def test_every_deployment_in_prefect_yaml_is_on_the_server(deployed):
+    names = {d["name"] for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
+    assert {"retrain", "deploy", "monitor"} <= names
+    assert names <= set(deployed["deployments"])
+
+
+def test_every_parameter_of_every_deployment_is_typed_and_described(deployed):
+    """What the UI's run form needs: a type (or a model), a description, a default unless required."""
+    problems = []
+    for name, d in deployed["deployments"].items():
+        schema = _schema(d)
+        required = set(schema.get("required", []))
+        for field, prop in schema["properties"].items():
+            if not prop.get("description"):
+                problems.append(f"{name}.{field}: no description")
+            if not any(k in prop for k in ("type", "$ref", "anyOf", "allOf", "enum")):
+                problems.append(f"{name}.{field}: no type")
+            if field not in required and "default" not in prop:
+                problems.append(f"{name}.{field}: neither required nor defaulted")
+        assert d.enforce_parameter_schema, f"{name}: the server does not check parameters against the schema"
+    assert not problems, "\n".join(problems)
+
+
+def test_monitor_parameters(deployed):
+    schema = _schema(deployed["deployments"]["monitor"])
+    p = schema["properties"]
+    assert list(p) == ["spec", "window", "sample_size", "seed", "min_rows", "cooldown_minutes",
+                       "max_metric_drop", "on_drift", "retrain_window"]
+    assert p["spec"]["type"] == "string" and p["spec"]["default"] == "specs/flights.yaml"
+    assert p["on_drift"]["enum"] == ["event", "report-only"] and p["on_drift"]["default"] == "event"
+    assert p["seed"] == {**p["seed"], "type": "integer", "default": 0}
+    assert p["min_rows"]["default"] == 200 and p["cooldown_minutes"]["default"] == 30.0
+    assert p["window"]["default"] == {"start": None, "end": None, "minutes": 60.0}
+    window = _ref(schema, p["window"])["properties"]
+    assert set(window) == {"start", "end", "minutes"}
+    assert {"format": "date-time", "type": "string"} in window["start"]["anyOf"]
+    assert window["minutes"]["exclusiveMinimum"] == 0
+    retrain_window = _ref(schema, p["retrain_window"])["properties"]
+    assert set(retrain_window) == {"train_start", "validation_start", "holdout_start", "holdout_end"}
+    assert {"format": "date", "type": "string"} in retrain_window["holdout_start"]["anyOf"]
+    assert deployed["deployments"]["monitor"].parameters == {"spec": "specs/flights.yaml"}
+
+
+def test_retrain_parameters(deployed):
+    schema = _schema(deployed["deployments"]["retrain"])
+    p = schema["properties"]
+    assert {"spec", "window", "max_epochs", "dataset_limit", "dataset_uri", "deploy", "reason", "overrides",
+            "model"} <= set(p)
+    assert p["deploy"]["type"] == "boolean" and p["deploy"]["default"] is True
+    assert p["reason"]["default"] == "manual"
+    assert p["window"]["default"] is None
+    assert set(_ref(schema, p["window"])["properties"]) == {"train_start", "validation_start", "holdout_start",
+                                                             "holdout_end"}
+    assert {"type": "integer"} in p["max_epochs"]["anyOf"]
+
+
+def test_schedules(deployed):
+    d = deployed["deployments"]
+    retrain = [s for s in d["retrain"].schedules]
+    assert len(retrain) == 1 and retrain[0].schedule.cron == "0 2 * * *" and retrain[0].schedule.timezone == "UTC"
+    assert retrain[0].parameters == {"reason": "schedule"} and retrain[0].active
+    monitor = d["monitor"].schedules
+    assert len(monitor) == 1 and monitor[0].schedule.interval.total_seconds() == 900 and monitor[0].active
+
+
+def test_drift_trigger_and_one_retrain_at_a_time(deployed):
+    retrain = deployed["deployments"]["retrain"]
+    assert retrain.global_concurrency_limit is not None and retrain.global_concurrency_limit.limit == 1
+    assert retrain.concurrency_options.collision_strategy.value == "CANCEL_NEW"
+    a = deployed["automations"]["retrain-on-drift"]
+    t = a.trigger
+    assert t.expect == {"cloudhop.drift.detected"} and t.posture.value == "Reactive" and t.threshold == 1
+    assert t.within.total_seconds() == 3600 and t.for_each == {"prefect.resource.id"}
+    assert t.match.root == {"prefect.resource.id": "cloudhop.model.*"}
+    (action,) = a.actions
+    assert action.deployment_id == retrain.id
+    assert set(action.parameters) == {"spec", "model", "reason", "window"}
