@@ -184,7 +184,7 @@ class DeployReport:
         lines = [f"{self.model} v{self.version} ({self.policy}): {'OK' if self.ok else 'FAILED: ' + ', '.join(self.failed)}"]
         for t in self.targets.values():
             extra = f" - {t.error}" if t.error else ""
-            lines.append(f"  {t.target}: {t.status}, serves v{t.version} (was v{t.previous}){extra}")
+            lines.append(f"  {t.target}: {t.status}, serves v{t.version} (was {f"v{t.previous}" if t.previous else "none"}){extra}")
         return "\n".join(lines)
 
 
