@@ -10,58 +10,22 @@ failures the earlier tests caused.
 from __future__ import annotations
 
 import contextvars
-import signal
 import subprocess
 import threading
 import time
 
-import psutil
 import pytest
 import yaml
 
 from cloudhop.clouds.failover import AllCloudsFailed, TrainingFailed
 from cloudhop.data import flights_table
 from cloudhop.store import Store
-from tests.helpers.services import BIN, ROOT, prefect_env, stop
+from tests.helpers.services import BIN, ROOT, prefect_env
+from tests.helpers.workers import Workers
 
 pytestmark = pytest.mark.integration
 
 FIRST, SECOND = "coreweave", "gcp"  # A100: CoreWeave's per-GPU share is cheaper than GCP's a2-highgpu-1g
-POOLS = {"coreweave": "coreweave-gpu", "gcp": "gcp-gpu"}
-
-
-class Workers:
-    """One real `prefect worker start --type process` per cloud pool."""
-
-    def __init__(self, api: str, logdir):
-        self.api, self.logdir, self.procs = api, logdir, {}
-
-    def start(self, cloud: str) -> None:
-        if cloud in self.procs and self.procs[cloud].poll() is None:
-            return
-        env = prefect_env(self.api)
-        env.update(PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="5")
-        log = open(self.logdir / f"worker-{cloud}.log", "ab")
-        self.procs[cloud] = subprocess.Popen(
-            [str(BIN / "prefect"), "worker", "start", "--pool", POOLS[cloud], "--type", "process",
-             "--name", f"worker-{cloud}"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-
-    def kill(self, cloud: str) -> None:
-        """The cloud goes down: SIGKILL the worker and everything it runs."""
-        proc = self.procs.pop(cloud)
-        parent = psutil.Process(proc.pid)
-        tree = parent.children(recursive=True) + [parent]
-        for p in tree:
-            try:
-                p.send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
-        proc.wait(10)
-
-    def stop_all(self) -> None:
-        for cloud in list(self.procs):
-            stop(self.procs.pop(cloud))
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +38,7 @@ def setup(prefect_api_url, tmp_path_factory):
                     "--name", "train-gcp-gpu"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=180)
     data = root / "flights.parquet"
     flights_table().iloc[::12].reset_index(drop=True).to_parquet(data)
-    workers = Workers(prefect_api_url, root)
+    workers = Workers(prefect_api_url, root, {"coreweave": "coreweave-gpu", "gcp": "gcp-gpu"})
     yield {"root": root, "data": data, "workers": workers}
     workers.stop_all()
 
