@@ -184,7 +184,8 @@ class DeployReport:
         lines = [f"{self.model} v{self.version} ({self.policy}): {'OK' if self.ok else 'FAILED: ' + ', '.join(self.failed)}"]
         for t in self.targets.values():
             extra = f" - {t.error}" if t.error else ""
-            lines.append(f"  {t.target}: {t.status}, serves v{t.version} (was {f"v{t.previous}" if t.previous else "none"}){extra}")
+            was = f"v{t.previous}" if t.previous else "none"
+            lines.append(f"  {t.target}: {t.status}, serves v{t.version} (was {was}){extra}")
         return "\n".join(lines)
 
 
