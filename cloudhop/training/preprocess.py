@@ -32,6 +32,8 @@ def category_keys(col: pd.Series) -> pd.Series:
         return col.astype(str)
     if pd.api.types.is_float_dtype(col):
         return col.map(lambda x: None if pd.isna(x) else category_key(float(x)))
+    if isinstance(col.dtype, pd.StringDtype):  # holds only strings: no need to look at each value
+        return col.astype(object).where(col.notna(), None)
     if pd.api.types.is_string_dtype(col) or pd.api.types.is_object_dtype(col):
         if len(col) == 0 or all(type(x) is str for x in col.dropna()):  # plain strings, maybe missing
             return col.astype(object).where(col.notna(), None)
