@@ -22,7 +22,7 @@ with warnings.catch_warnings():
 
 from cloudhop.validation.suite import DTYPE_CHECK, Expectation, dtype_matches
 
-__all__ = ["run_expectations", "check_expectation", "RESULT_FORMAT"]
+__all__ = ["run_expectations", "check_expectation", "result_entry", "RESULT_FORMAT"]
 
 # Counts plus a few unexpected examples; no full lists of values or row indices.
 # The first 20 unexpected values are fetched; their distinct ones are kept (in row order).
@@ -125,12 +125,26 @@ def _exception_message(info: dict[str, Any] | None) -> str | None:
     return None
 
 
-def run_expectations(df: pd.DataFrame, expectations: list[Expectation]) -> list[dict[str, Any]]:
+def result_entry(exp: Expectation, success: bool, result: dict[str, Any] | None, error: str | None,
+                 distinct_examples: bool = True) -> dict[str, Any]:
+    """One plain result dict from a GX result's `success` and JSON `result` (see run_expectations)."""
+    observed = jsonable({k: v for k, v in (result or {}).items() if k not in _DROP_KEYS})
+    if distinct_examples and "partial_unexpected_list" in observed:
+        observed["partial_unexpected_list"] = _distinct(observed["partial_unexpected_list"])
+    return {"type": exp.type, "column": exp.column, "kwargs": jsonable(exp.kwargs),
+            "meta": jsonable(exp.meta), "success": bool(success) and error is None,
+            "observed": observed, "error": error}
+
+
+def run_expectations(df: pd.DataFrame, expectations: list[Expectation],
+                     distinct_examples: bool = True) -> list[dict[str, Any]]:
     """Run the suite on one pandas frame.
 
     Returns, per expectation and in order: {type, column, kwargs, meta, success, observed, error}.
     `observed` holds GX's result figures (element_count, unexpected_count, observed_value, ...);
     `error` is the message of an exception raised inside GX (then success is False).
+    With distinct_examples False, `partial_unexpected_list` keeps GX's first unexpected
+    values as they are, repeats included (what combining partitions needs).
     """
     if not expectations:
         return []
@@ -149,13 +163,8 @@ def run_expectations(df: pd.DataFrame, expectations: list[Expectation]) -> list[
         i = r.expectation_config.meta[_INDEX_KEY]
         exp = expectations[i]
         raw = r.to_json_dict()
-        observed = jsonable({k: v for k, v in (raw.get("result") or {}).items() if k not in _DROP_KEYS})
-        if "partial_unexpected_list" in observed:
-            observed["partial_unexpected_list"] = _distinct(observed["partial_unexpected_list"])
-        error = _exception_message(raw.get("exception_info"))
-        out[i] = {"type": exp.type, "column": exp.column, "kwargs": jsonable(exp.kwargs),
-                  "meta": jsonable(exp.meta), "success": bool(raw.get("success")) and error is None,
-                  "observed": observed, "error": error}
+        out[i] = result_entry(exp, bool(raw.get("success")), raw.get("result"),
+                              _exception_message(raw.get("exception_info")), distinct_examples)
     missing = [expectations[i].type for i, r in enumerate(out) if r is None]
     if missing:  # never expected; fail loudly rather than drop a check
         raise RuntimeError(f"Great Expectations returned no result for: {', '.join(missing)}")
