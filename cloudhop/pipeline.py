@@ -51,6 +51,30 @@ def split(df: pd.DataFrame, spec: PipelineSpec) -> Windows:
     return split_windows(df, spec)
 
 
+# A window is a pandas frame (the pandas engine) or a partitioned dataset that is read a
+# partition at a time (the dask engine: cloudhop.data.dask.PartitionedWindows). Steps that
+# need one frame of a partitioned window take a seeded sample of it, of at most:
+BASELINE_MAX_ROWS = 1_000_000   # rows the linear baseline is fitted on
+
+
+def _is_partitioned(window: Any) -> bool:
+    return not isinstance(window, pd.DataFrame)
+
+
+def _frame(window: Any, max_rows: int, seed: int) -> pd.DataFrame:
+    """The window itself when it is a frame; else a seeded sample of at most max_rows of its rows."""
+    return window if not _is_partitioned(window) else window.sample(max_rows, seed)
+
+
+def _fit_preprocessor(spec: PipelineSpec, train: Any):
+    from cloudhop.training.preprocess import Preprocessor
+    from cloudhop.training.stream import fit_preprocessor
+
+    if not _is_partitioned(train):
+        return Preprocessor.fit(train, spec.categorical, spec.numeric)
+    return fit_preprocessor(train.frames(spec.categorical + spec.numeric), spec.categorical, spec.numeric)
+
+
 # -- training ------------------------------------------------------------------
 @dataclass
 class Trained:
@@ -70,16 +94,17 @@ def checkpoint_prefix(spec: PipelineSpec, data_fingerprint: str) -> str:
 
 def train_model(spec: PipelineSpec, windows: Windows, data_fingerprint: str,
                 progress: Callable[[dict], None] | None = None, where: str = "local") -> Trained:
+    """Train on the training window (streamed a partition at a time when it is partitioned)."""
     from cloudhop.training import (CheckpointStore, TrainConfig, check_parity, export_onnx, train)
     from cloudhop.training.evaluate import fit_baseline
-    from cloudhop.training.preprocess import Preprocessor
 
     store = Store(spec.store, spec.store_options)
     ckpt = CheckpointStore(store, checkpoint_prefix(spec, data_fingerprint))
-    pre = Preprocessor.fit(windows.train, spec.categorical, spec.numeric)
+    pre = _fit_preprocessor(spec, windows.train)
     # The network starts as the linear baseline and learns what it misses (a wide-and-deep model).
-    baseline = fit_baseline(windows.train, categorical=spec.categorical, numeric=spec.numeric,
-                            target=spec.target.column, task=spec.target.task, preprocessor=pre)
+    baseline = fit_baseline(_frame(windows.train, BASELINE_MAX_ROWS, spec.model.seed), categorical=spec.categorical,
+                            numeric=spec.numeric, target=spec.target.column, task=spec.target.task,
+                            preprocessor=pre)
     result = train(windows.train, windows.validation, categorical=spec.categorical, numeric=spec.numeric,
                    target=spec.target.column, task=spec.target.task, config=TrainConfig.from_spec(spec.model),
                    checkpoints=ckpt, progress=progress, preprocessor=pre, init_linear=baseline)
@@ -192,32 +217,34 @@ _HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "log_loss": False, "rmse
 
 
 def evaluate(spec: PipelineSpec, windows: Windows, trained: Trained, registry: Registry) -> Evaluation:
-    """Candidate vs the current champion vs a baseline fitted now, all on the holdout window."""
+    """Candidate vs the current champion vs a baseline fitted now, all on the holdout window
+    (every row of it; a partitioned holdout is scored a partition at a time)."""
     from cloudhop.training import onnx_predict
     from cloudhop.training.evaluate import fit_baseline, metrics
     from cloudhop.training.preprocess import Preprocessor
 
-    hold, task, target = windows.holdout, spec.target.task, spec.target.column
-    y = _target_values(hold[target], task)
+    task, target = spec.target.task, spec.target.column
     pre = Preprocessor.from_dict(trained.preprocess)
-    cand = metrics(task, y, onnx_predict(trained.onnx, pre, hold))
-    baseline_model = trained.baseline or fit_baseline(windows.train, categorical=spec.categorical,
-                                                      numeric=spec.numeric, target=target, task=task,
-                                                      preprocessor=pre)
-    base = metrics(task, y, baseline_model.predict(hold))
-
+    baseline_model = trained.baseline or fit_baseline(
+        _frame(windows.train, BASELINE_MAX_ROWS, spec.model.seed), categorical=spec.categorical,
+        numeric=spec.numeric, target=target, task=task, preprocessor=pre)
+    scorers: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {
+        "candidate": lambda df: onnx_predict(trained.onnx, pre, df), "baseline": baseline_model.predict}
     champ_mv = registry.champion()
-    champ = None
     if champ_mv is not None:
         c_onnx = registry.read_file(champ_mv, "model.onnx")
         c_pre = Preprocessor.from_dict(json.loads(registry.read_file(champ_mv, "preprocess.json")))
-        try:
-            champ = metrics(task, y, onnx_predict(c_onnx, c_pre, hold))
-        except Exception as e:  # a champion trained on other columns cannot be compared
-            champ = None
-            champ_error = f"champion v{champ_mv.version} cannot score this holdout ({e}); "
+        scorers["champion"] = lambda df: onnx_predict(c_onnx, c_pre, df)
+    y, preds, failed = _score(windows.holdout, spec.features + [target], target, task, scorers)
+    if "candidate" in failed or "baseline" in failed:
+        raise failed.get("candidate") or failed["baseline"]
+    cand, base = metrics(task, y, preds["candidate"]), metrics(task, y, preds["baseline"])
+    champ, champ_error = None, ""
+    if champ_mv is not None:
+        if "champion" in failed:  # a champion trained on other columns cannot be compared
+            champ_error = f"champion v{champ_mv.version} cannot score this holdout ({failed['champion']}); "
         else:
-            champ_error = ""
+            champ = metrics(task, y, preds["champion"])
     m, margin = spec.metric, spec.evaluation.promote_margin
     sign = 1 if _HIGHER_IS_BETTER[m] else -1
     if champ_mv is None:
@@ -232,6 +259,27 @@ def evaluate(spec: PipelineSpec, windows: Windows, trained: Trained, registry: R
     return Evaluation(m, cand, champ, champ_mv.version if champ_mv else None, base, promote, reason)
 
 
+def _score(holdout: Any, columns: list[str], target: str, task: str,
+           scorers: dict[str, Callable[[pd.DataFrame], np.ndarray]]
+           ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Exception]]:
+    """Target values and each scorer's predictions over every holdout row, a frame at a time;
+    a scorer that raises is left out of `preds` and its exception put in `failed`."""
+    frames = [holdout] if not _is_partitioned(holdout) else holdout.frames(columns)
+    ys: list[pd.Series] = []
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in scorers}
+    failed: dict[str, Exception] = {}
+    for df in frames:
+        ys.append(df[target])
+        for name, fn in scorers.items():
+            if name not in failed:
+                try:
+                    parts[name].append(np.asarray(fn(df)))
+                except Exception as e:
+                    failed[name] = e
+    y = _target_values(pd.concat(ys, ignore_index=True) if len(ys) > 1 else ys[0], task)
+    return y, {k: np.concatenate(v) for k, v in parts.items() if k not in failed}, failed
+
+
 def _target_values(col: pd.Series, task: str) -> np.ndarray:
     if task == "regression":
         return col.to_numpy(dtype="float64")
@@ -242,10 +290,17 @@ def _target_values(col: pd.Series, task: str) -> np.ndarray:
 
 
 # -- drift ---------------------------------------------------------------------
-def drift_summary(spec: PipelineSpec, windows: Windows):
-    """Evidently drift: reference = training window, current = holdout window."""
+def drift_summary(spec: PipelineSpec, windows: Windows, client: Any = None):
+    """Evidently drift: reference = training window, current = holdout window (partitioned
+    windows: their seeded samples drawn a partition at a time, on `client`'s Dask cluster when given)."""
     from cloudhop.drift import drift_report
 
+    if _is_partitioned(windows.train):
+        from cloudhop.drift.dask import drift_partitioned
+
+        return drift_partitioned(windows.train.partitions, windows.holdout.partitions, numeric=spec.numeric,
+                                 categorical=spec.categorical, threshold=spec.drift.threshold,
+                                 sample_size=spec.drift.sample_size, seed=spec.model.seed, client=client)
     return drift_report(windows.train, windows.holdout, numeric=spec.numeric, categorical=spec.categorical,
                         threshold=spec.drift.threshold, sample_size=spec.drift.sample_size, seed=spec.model.seed)
 
@@ -256,7 +311,11 @@ def smoke_set(spec: PipelineSpec, windows: Windows, trained: Trained, n: int = 3
     from cloudhop.training import onnx_predict
     from cloudhop.training.preprocess import Preprocessor
 
-    rows = windows.holdout.sample(min(n, len(windows.holdout)), random_state=spec.model.seed)
+    hold = windows.holdout
+    if _is_partitioned(hold):
+        rows = hold.sample(n, spec.model.seed, columns=spec.features)
+    else:
+        rows = hold.sample(min(n, len(hold)), random_state=spec.model.seed)
     feats = rows[spec.features]
     preds = onnx_predict(trained.onnx, Preprocessor.from_dict(trained.preprocess), feats)
     records = json.loads(feats.to_json(orient="records", date_format="iso"))
@@ -296,7 +355,8 @@ def register(spec: PipelineSpec, registry: Registry, trained: Trained, evaluatio
         files["drift.html"] = drift.html
     from cloudhop.monitor import reference_bytes  # the monitor's drift reference: a seeded training sample
 
-    files["reference.parquet"] = reference_bytes(windows.train, spec.categorical, spec.numeric,
+    train = _frame(windows.train, spec.drift.sample_size, spec.model.seed)
+    files["reference.parquet"] = reference_bytes(train, spec.categorical, spec.numeric,
                                                  spec.drift.sample_size, spec.model.seed)
     parent = registry.champion()
     manifest = {

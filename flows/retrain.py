@@ -15,6 +15,8 @@ from tasks.pipeline import (drift_task, evaluate_task, load_data_task, load_spec
 from prefect.runtime import flow_run
 
 from cloudhop.pipeline import open_registry
+from tasks.dask import (dask_cluster, drift_dask_task, engine_task, open_partitioned_task, split_dask_task,
+                        validate_dask_task)
 from tasks.failover import dataset_bytes, place_task, train_with_failover_task
 
 
@@ -73,11 +75,20 @@ def retrain(
     if model and model != s.name:
         raise ValueError(f"retrain was asked for model {model!r} but spec {spec} describes {s.name!r}")
     logger.info("retrain %s (%s)", s.name, reason)
-    df, fp = load_data_task(s)
-    validation = validate_task(df, s)
-    windows = split_task(df, s)
-    data_bytes = dataset_bytes(s, df) if s.compute.mode == "pools" else 0
-    del df
+    drift = None
+    if engine_task(s) == "dask":  # partitioned Parquet, a partition at a time; training streams it
+        ds, fp = open_partitioned_task(s)
+        with dask_cluster(s) as address:
+            validation = validate_dask_task(ds, s, address)
+            windows = split_dask_task(ds, s, address)
+            drift = drift_dask_task(s, windows, address)
+        data_bytes = dataset_bytes(s, None) if s.compute.mode == "pools" else 0
+    else:
+        df, fp = load_data_task(s)
+        validation = validate_task(df, s)
+        windows = split_task(df, s)
+        data_bytes = dataset_bytes(s, df) if s.compute.mode == "pools" else 0
+        del df
     registry = open_registry(s)
     attempts = placement = None
     if s.compute.mode == "pools":
@@ -86,7 +97,8 @@ def retrain(
     else:
         trained = train_task(s, windows, fp)
     evaluation = evaluate_task(s, windows, trained, registry)
-    drift = drift_task(s, windows)
+    if drift is None:
+        drift = drift_task(s, windows)
     smoke = smoke_task(s, windows, trained)
     mv = register_task(s, registry, trained, evaluation, validation, drift, smoke, fp, windows)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from prefect import flow
 
 from cloudhop.pipeline import Heartbeat, open_registry, save_trained, trained_prefix
+from tasks.dask import engine_task, open_partitioned_task, split_dask_task
 from tasks.pipeline import load_data_task, load_spec_task, split_task, train_task
 
 
@@ -28,9 +29,13 @@ def train(spec: str = "specs/flights.yaml", overrides: dict | None = None, run_k
     store = open_registry(s).store
     hb_key = f"{trained_prefix(s, run_key)}/heartbeat-{cloud}-{attempt}.json"
     with Heartbeat(store, hb_key, cloud=cloud, attempt=attempt) as hb:
-        df, fp = load_data_task(s)
-        windows = split_task(df, s)
-        del df
+        if engine_task(s) == "dask":  # partitioned: training streams the windows a partition at a time
+            ds, fp = open_partitioned_task(s)
+            windows = split_dask_task(ds, s)
+        else:
+            df, fp = load_data_task(s)
+            windows = split_task(df, s)
+            del df
         trained = train_task(s, windows, fp, where=cloud, heartbeat=hb)
         save_trained(store, f"{trained_prefix(s, run_key)}/result", trained)
     return {"cloud": cloud, "steps": trained.info["steps"], "resumed_from_step": trained.info["resumed_from_step"]}

@@ -82,7 +82,7 @@ def watch_run(client, run_id, store, heartbeat_key: str, f, poll: float = 0.5) -
         time.sleep(poll)
 
 
-def dataset_bytes(spec: PipelineSpec, df) -> int:
+def dataset_bytes(spec: PipelineSpec, df=None) -> int:
     """Bytes to move for training: the file(s) at the dataset URI, else the table in memory."""
     if not spec.dataset.uri.startswith("builtin://"):
         try:
@@ -92,7 +92,7 @@ def dataset_bytes(spec: PipelineSpec, df) -> int:
             return int(fs.du(path))
         except Exception:
             pass
-    return int(df.memory_usage(deep=False).sum())
+    return int(df.memory_usage(deep=False).sum()) if df is not None else 0
 
 
 @task(name="place-training", cache_policy=NO_CACHE, persist_result=False)
