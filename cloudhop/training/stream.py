@@ -239,9 +239,10 @@ class _StreamRun(_Run):
         perm = partition_permutation(self.config.seed, epoch, i, len(df))[skip:]
         return tuple(torch.from_numpy(np.ascontiguousarray(a))[perm].to(self.device) for a in (cat, num, y))
 
-    def batches(self, epoch: int, skip: int) -> Iterator[tuple[torch.Tensor, ...]]:
-        """The epoch's batches from row `skip` on; the next partition is read while one trains."""
+    def batches(self, epoch: int, first: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        """The epoch's batches from batch `first` on; the next partition is read while one trains."""
         bs = self.config.batch_size
+        skip = first * bs  # rows already trained on in this epoch
         todo = []
         for i in epoch_permutation(self.config.seed, epoch, len(self.lengths)).tolist():
             if skip >= self.lengths[i]:
@@ -261,39 +262,3 @@ class _StreamRun(_Run):
                     carry = tuple(t[bs:] for t in carry)
             if carry is not None and carry[2].shape[0]:
                 yield carry
-
-    def loop(self) -> None:
-        c, st = self.config, self.st
-        self._last_report = time.monotonic()
-        while not st.done:
-            self.model.train()
-            t0 = time.perf_counter()
-            for cat, num, y in self.batches(st.epoch, st.batch * c.batch_size):
-                with self._autocast():
-                    out = self.model(cat, num)
-                loss = loss_fn(self.task, out, y)
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                st.epoch_losses.append(loss.detach())
-                st.step += 1
-                st.batch += 1
-                self.steps_run += 1
-                self.samples_run += y.shape[0]
-                if st.step % c.checkpoint_every == 0:
-                    self.check_finite()
-                    st.epoch_seconds += time.perf_counter() - t0
-                    self.train_seconds += time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    self.save_checkpoint()
-                    self.report("checkpoint")
-                elif time.monotonic() - self._last_report >= _PROGRESS_EVERY_S:
-                    self.check_finite()
-                    self.report("tick")
-            self.check_finite()
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            elapsed = time.perf_counter() - t0
-            self.train_seconds += elapsed
-            self.end_epoch(elapsed)

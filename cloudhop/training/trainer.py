@@ -18,7 +18,7 @@ import math
 import re
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -567,29 +567,34 @@ class _Run:
                        "valid_loss": valid_loss, "fraction": fraction})
 
     # -- training --------------------------------------------------------------
+    def batches(self, epoch: int, first: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        """(cat, num, y) of the epoch's batches from batch `first` on, in the epoch's seeded order."""
+        cat, num, y = self.train_t
+        bs = self.config.batch_size
+        perm = epoch_permutation(self.config.seed, epoch, self.n).to(self.device)
+        for b in range(first, self.steps_per_epoch):
+            idx = perm[b * bs:(b + 1) * bs]
+            yield cat[idx], num[idx], y[idx]
+
     def loop(self) -> None:
         c, st = self.config, self.st
-        cat, num, y = self.train_t
-        bs = c.batch_size
         self._last_report = time.monotonic()
         while not st.done:
-            perm = epoch_permutation(c.seed, st.epoch, self.n).to(self.device)
             self.model.train()
             t0 = time.perf_counter()
-            for b in range(st.batch, self.steps_per_epoch):
-                idx = perm[b * bs:(b + 1) * bs]
+            for cat, num, y in self.batches(st.epoch, st.batch):
                 with self._autocast():
-                    out = self.model(cat[idx], num[idx])
-                loss = loss_fn(self.task, out, y[idx])
+                    out = self.model(cat, num)
+                loss = loss_fn(self.task, out, y)
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 st.epoch_losses.append(loss.detach())
                 st.step += 1
-                st.batch = b + 1
+                st.batch += 1
                 self.steps_run += 1
-                self.samples_run += idx.shape[0]
+                self.samples_run += y.shape[0]
                 if st.step % c.checkpoint_every == 0:
                     self.check_finite()
                     st.epoch_seconds += time.perf_counter() - t0

@@ -17,7 +17,7 @@ from cloudhop.spec import PipelineSpec
 from cloudhop.validation.result import ExpectationFailure, ValidationError, ValidationResult, raise_for
 from cloudhop.validation.suite import Expectation, SuiteError, build_expectations, load_suite
 
-__all__ = ["build_expectations", "validate", "run_expectations", "load_suite", "raise_for", "Expectation",
+__all__ = ["build_expectations", "spec_suite", "validate", "run_expectations", "load_suite", "raise_for", "Expectation",
            "ExpectationFailure", "ValidationResult", "ValidationError"]
 
 
@@ -41,6 +41,12 @@ def validate(df: pd.DataFrame, spec: PipelineSpec,
     if not isinstance(df, pd.DataFrame):
         raise ValidationError(f"validate() needs a pandas DataFrame, got {type(df).__module__}.{type(df).__name__}"
                               " (compute or sample a Dask frame first)")
+    expectations = spec_suite(spec, user_suite)
+    return ValidationResult.from_results(run_expectations(df, expectations), row_count=len(df))
+
+
+def spec_suite(spec: PipelineSpec, user_suite: str | Path | dict[str, Any] | None = None) -> list[Expectation]:
+    """The spec's suite plus the user suite (`user_suite`, else the spec's `expectations` file)."""
     expectations = build_expectations(spec)
     source = user_suite if user_suite is not None else spec.expectations
     if source is not None:
@@ -48,4 +54,4 @@ def validate(df: pd.DataFrame, spec: PipelineSpec,
             expectations += load_suite(source)
         except SuiteError as e:
             raise ValidationError(str(e)) from None
-    return ValidationResult.from_results(run_expectations(df, expectations), row_count=len(df))
+    return expectations

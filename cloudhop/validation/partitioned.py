@@ -34,7 +34,7 @@ import pandas as pd
 
 from cloudhop.spec import PipelineSpec
 from cloudhop.validation.result import ValidationError, ValidationResult
-from cloudhop.validation.suite import DTYPE_CHECK, Expectation, SuiteError, build_expectations, load_suite
+from cloudhop.validation.suite import DTYPE_CHECK, Expectation
 
 __all__ = ["validate_partitioned", "validate_partitions", "suite_for", "check_partition", "partition_needs",
            "combine", "check_combinable", "COMBINABLE"]
@@ -86,13 +86,9 @@ def check_combinable(expectations: Sequence[Expectation]) -> None:
 
 def suite_for(spec: PipelineSpec, user_suite: str | Path | dict[str, Any] | None = None) -> list[Expectation]:
     """The spec's suite plus the user suite (as `validate` builds it), checked to combine exactly."""
-    expectations = build_expectations(spec)
-    source = user_suite if user_suite is not None else spec.expectations
-    if source is not None:
-        try:
-            expectations += load_suite(source)
-        except SuiteError as e:
-            raise ValidationError(str(e)) from None
+    from cloudhop.validation import spec_suite
+
+    expectations = spec_suite(spec, user_suite)
     check_combinable(expectations)
     return expectations
 
