@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from cloudhop.registry import Registry
 from cloudhop.store import Store
-from cloudhop.targets.base import SmokeResult, TargetError, compare_predictions
+from cloudhop.targets.base import SmokeResult, TargetError
+from cloudhop.targets.cloud import Endpoint, copy_version
 
 __all__ = ["LocalTarget", "from_spec"]
 
@@ -69,36 +68,24 @@ class LocalTarget:
         self.url = f"http://{host}:{self.port}"
         self.log_path = self.state_dir / f"{name}.log"
         self.pid_path = self.state_dir / f"{name}.pid"
-        self._client: httpx.Client | None = None
+        self._endpoint: Endpoint | None = None
         self._proc: subprocess.Popen | None = None
 
     @property
-    def _http(self) -> httpx.Client:
-        if self._client is None:  # loopback only: never through a proxy from the environment
-            self._client = httpx.Client(base_url=self.url, timeout=httpx.Timeout(30.0, connect=2.0), trust_env=False)
-        return self._client
+    def endpoint(self) -> Endpoint:
+        if self._endpoint is None:
+            self._endpoint = Endpoint(self.url, self.admin_token)
+        return self._endpoint
 
     def __repr__(self) -> str:
         return f"LocalTarget({self.name!r}, {self.url})"
 
     # -- status --------------------------------------------------------------
     def health(self) -> dict:
-        try:
-            r = self._http.get("/health", timeout=5.0)
-        except httpx.TransportError as e:
-            return {"status": "down", "url": self.url, "error": f"{type(e).__name__}: {e}"}
-        try:
-            body = r.json()
-        except ValueError:
-            body = {"status": f"HTTP {r.status_code}", "body": r.text[:200]}
-        return {**body, "url": self.url, "http_status": r.status_code}
+        return self.endpoint.health()
 
     def live_version(self) -> str | None:
-        try:
-            r = self._http.get("/version", timeout=5.0)
-        except httpx.TransportError:
-            return None
-        return str(r.json()["version"]) if r.status_code == 200 else None
+        return self.endpoint.version()
 
     def is_running(self) -> bool:
         return self.health().get("status") == "ok"
@@ -114,14 +101,10 @@ class LocalTarget:
         target_store = Store(self.store_uri, self.store_options)
         if target_store.uri == registry.store.uri:
             return
-        mv = registry.get(version)
-        for fname in mv.manifest.get("files", {}):
-            target_store.write_bytes(mv.key(fname), registry.read_file(mv, fname))
-        target_store.write_bytes_if_absent(mv.key("manifest.json"), registry.store.read_bytes(mv.key("manifest.json")))
-        problems = Registry(target_store, registry.name).verify(version)
-        if problems:
-            raise TargetError(f"target {self.name}: copy of v{version} to {target_store.uri} is corrupt: "
-                              + "; ".join(problems))
+        try:
+            copy_version(registry, target_store, version)
+        except TargetError as e:
+            raise TargetError(f"target {self.name}: {e}") from None
 
     def ensure_running(self, version: str) -> None:
         """Start the server at `version` unless a healthy one already answers on the port."""
@@ -166,15 +149,7 @@ class LocalTarget:
             self.ensure_running(version)
             want = str(version)
         else:
-            headers = {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
-            try:
-                r = self._http.post("/admin/load", json={"version": str(version)}, headers=headers, timeout=300.0)
-            except httpx.TransportError as e:
-                raise TargetError(f"target {self.name}: cannot reach {self.url}/admin/load: {e}") from None
-            if r.status_code != 200:
-                raise TargetError(f"target {self.name}: loading v{version} failed (HTTP {r.status_code}): "
-                                  f"{_error_text(r)}")
-            want = str(r.json()["version"])
+            want = self.endpoint.load(version, where=f"target {self.name}")
         live = self.live_version()
         if live != want or (str(version).isdigit() and live != str(version)):
             raise TargetError(f"target {self.name}: asked for v{version} but {self.url} serves v{live}")
@@ -186,13 +161,7 @@ class LocalTarget:
         n = len(rows)
         if len(expected) != n:
             return SmokeResult(False, float("inf"), n, f"smoke set has {n} rows but {len(expected)} predictions")
-        try:
-            r = self._http.post("/predict", json={"rows": rows})
-        except httpx.TransportError as e:
-            return SmokeResult(False, float("inf"), n, f"cannot reach {self.url}/predict: {e}")
-        if r.status_code != 200:
-            return SmokeResult(False, float("inf"), n, f"HTTP {r.status_code}: {_error_text(r)}")
-        return compare_predictions(r.json()["predictions"], expected, atol)
+        return self.endpoint.smoke_test(rows, expected, atol)
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop the server this target started (by its pid file). Returns whether one was running."""
@@ -216,16 +185,9 @@ class LocalTarget:
 
     def close(self) -> None:
         """Close the HTTP connection pool (the server keeps running; see stop)."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-
-def _error_text(r: httpx.Response) -> str:
-    try:
-        return str(r.json().get("error", r.text))
-    except ValueError:
-        return r.text[:500]
+        if self._endpoint is not None:
+            self._endpoint.close()
+            self._endpoint = None
 
 
 _OPTIONS = {"port", "host", "state_dir", "start_timeout", "server_args"}
