@@ -106,7 +106,11 @@ def retrain(
     if evaluation.promote:
         if deploy:
             from flows.deploy import deploy as deploy_flow
-            deployed = deploy_flow(spec=spec, version=mv.version, overrides=ov or None)
+
+            # The deploy flow's steps, as tasks of this run: the same rollout and rollback logic
+            # as the `deploy` deployment, without a child flow run per retrain (its creation and
+            # its heartbeat thread cost about a second).
+            deployed = deploy_flow.fn(spec=spec, version=mv.version, overrides=ov or None)
         registry.set_alias("champion", mv.version, run_id=mv.manifest.get("run_id"), reason=reason)
     summary = {
         "model": s.name, "version": mv.version, "promoted": evaluation.promote, "reason": evaluation.reason,
