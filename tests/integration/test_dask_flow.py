@@ -92,16 +92,12 @@ def test_retrain_on_the_dask_engine_matches_pandas_and_serves(prefect_api_url, t
         target.stop()
 
 
-def test_partitions_fan_out_as_prefect_tasks_on_dask_workers(prefect_api_url, tmp_path):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId, TaskRunFilter
-
-    from flows.validate_large import validate_large
-
+def _bad_origin_dataset(tmp_path):
+    """flights in 3 files of 2,000 rows; 10 unknown origins in the third."""
     data = tmp_path / "data"
     data.mkdir()
     df = flights_table().head(6000)[list(COLUMNS)].copy()
-    df.loc[4100:4109, "origin"] = "XXX"  # 10 bad rows in the third file
+    df.loc[4100:4109, "origin"] = "XXX"
     for i in range(3):
         pq.write_table(pa.Table.from_pandas(df.iloc[i * 2000:(i + 1) * 2000], preserve_index=False),
                        data / f"part-{i}.parquet")
@@ -110,6 +106,16 @@ def test_partitions_fan_out_as_prefect_tasks_on_dask_workers(prefect_api_url, tm
         "name": "flights-flow", "dataset": {"uri": str(data), "engine": "dask"}, "columns": COLUMNS,
         "target": {"column": "late", "task": "binary"}, "store": str(tmp_path / "store"),
         "split": {"time_column": "time_hour", "validation_start": "2013-01-04", "holdout_start": "2013-01-06"}}))
+    return data, spec_path
+
+
+def test_partitions_fan_out_as_prefect_tasks_on_dask_workers(prefect_api_url, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId, TaskRunFilter
+
+    from flows.validate_large import validate_large
+
+    data, spec_path = _bad_origin_dataset(tmp_path)
     spec = load_spec(spec_path)
 
     state = validate_large(spec=str(spec_path), workers=2, fail_on_invalid=False, return_state=True)
@@ -132,6 +138,27 @@ def test_partitions_fan_out_as_prefect_tasks_on_dask_workers(prefect_api_url, tm
                                      task_run_filter=TaskRunFilter())
     checks = [r for r in runs if r.name.startswith("check-partition")]
     assert len(checks) == 3 and all(r.state.is_completed() for r in checks)
+
+
+def test_an_existing_scheduler_from_the_environment_does_the_work(prefect_api_url, tmp_path, monkeypatch):
+    """CLOUDHOP_DASK_ADDRESS names a running cluster (its workers configured with the API URL,
+    as a user's own cluster must be): the flow's partition tasks run there, and no cluster of its own starts."""
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from cloudhop.data.dask import ADDRESS_ENV
+    from flows.validate_large import validate_large
+
+    _, spec_path = _bad_origin_dataset(tmp_path)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      env={"PREFECT_API_URL": prefect_api_url}) as cluster, Client(cluster) as client:
+        monkeypatch.setenv(ADDRESS_ENV, cluster.scheduler_address)
+        with get_task_stream(client) as ts:
+            state = validate_large(spec=str(spec_path), fail_on_invalid=False, return_state=True)
+        assert state.is_completed(), state
+        assert state.result()["failed_expectations"] == ["expect_column_values_to_be_in_set(origin)"]
+        ran = [t for t in ts.data if "check" in str(t["key"])]
+        assert len(ran) == 3, [t["key"] for t in ts.data]
+        assert {t["worker"] for t in ran} <= set(client.scheduler_info()["workers"])
 
 
 @pytest.fixture(autouse=True)
