@@ -86,6 +86,17 @@ def run_retrain(path: str) -> tuple[threading.Thread, dict]:
     return t, out
 
 
+def time_to_running(tmp: Path, data: Path, name: str, cloud: str) -> float:
+    """One retrain to the end: seconds from its first training submission to `cloud`'s first heartbeat."""
+    path = write_spec(tmp, data, name)
+    t0 = time.time()
+    th, out = run_retrain(path)
+    beat = first_beat(tmp / f"store-{name}", cloud, t0)
+    th.join()
+    assert "error" not in out, out.get("error")
+    return beat - submitted_at(out["summary"])
+
+
 def main() -> int:
     from cloudhop.data import flights_table
 
@@ -105,23 +116,10 @@ def main() -> int:
             # healthy: both up
             w.start("coreweave"), w.start("gcp")
             time.sleep(5)
-            path = write_spec(tmp, data, "healthy")
-            t0 = time.time()
-            th, out = run_retrain(path)
-            beat = first_beat(tmp / "store-healthy", "coreweave", t0)
-            th.join()
-            assert "error" not in out, out.get("error")
-            healthy = beat - submitted_at(out["summary"])
-
-            # no worker on the first cloud
+            healthy = time_to_running(tmp, data, "healthy", "coreweave")
+            # no worker on the first cloud: from the first (unanswered) submission
             w.kill("coreweave")
-            path = write_spec(tmp, data, "noworker")
-            t0 = time.time()
-            th, out = run_retrain(path)
-            beat = first_beat(tmp / "store-noworker", "gcp", t0)
-            th.join()
-            assert "error" not in out, out.get("error")
-            noworker = beat - submitted_at(out["summary"])  # from the first (unanswered) submission
+            noworker = time_to_running(tmp, data, "noworker", "gcp")
 
             # killed mid-training
             w.start("coreweave")

@@ -23,7 +23,6 @@ from typing import Any, Literal, Sequence
 import pandas as pd
 
 from cloudhop.registry import ModelVersion, Registry
-from cloudhop.spec import PipelineSpec
 from cloudhop.store import Store
 from cloudhop.training.preprocess import category_keys
 

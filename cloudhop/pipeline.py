@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from cloudhop.data import Windows, load_dataset, split_windows
+from cloudhop.data import Windows, is_source, load_dataset, split_windows
 from cloudhop.registry import ModelVersion, Registry
 from cloudhop.spec import PipelineSpec
 from cloudhop.store import Store
@@ -57,20 +57,16 @@ def split(df: pd.DataFrame, spec: PipelineSpec) -> Windows:
 BASELINE_MAX_ROWS = 1_000_000   # rows the linear baseline is fitted on
 
 
-def _is_partitioned(window: Any) -> bool:
-    return not isinstance(window, pd.DataFrame)
-
-
 def _frame(window: Any, max_rows: int, seed: int) -> pd.DataFrame:
     """The window itself when it is a frame; else a seeded sample of at most max_rows of its rows."""
-    return window if not _is_partitioned(window) else window.sample(max_rows, seed)
+    return window if not is_source(window) else window.sample(max_rows, seed)
 
 
 def _fit_preprocessor(spec: PipelineSpec, train: Any):
     from cloudhop.training.preprocess import Preprocessor
     from cloudhop.training.stream import fit_preprocessor
 
-    if not _is_partitioned(train):
+    if not is_source(train):
         return Preprocessor.fit(train, spec.categorical, spec.numeric)
     return fit_preprocessor(train.frames(spec.categorical + spec.numeric), spec.categorical, spec.numeric)
 
@@ -264,7 +260,7 @@ def _score(holdout: Any, columns: list[str], target: str, task: str,
            ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Exception]]:
     """Target values and each scorer's predictions over every holdout row, a frame at a time;
     a scorer that raises is left out of `preds` and its exception put in `failed`."""
-    frames = [holdout] if not _is_partitioned(holdout) else holdout.frames(columns)
+    frames = [holdout] if not is_source(holdout) else holdout.frames(columns)
     ys: list[pd.Series] = []
     parts: dict[str, list[np.ndarray]] = {k: [] for k in scorers}
     failed: dict[str, Exception] = {}
@@ -295,7 +291,7 @@ def drift_summary(spec: PipelineSpec, windows: Windows, client: Any = None):
     windows: their seeded samples drawn a partition at a time, on `client`'s Dask cluster when given)."""
     from cloudhop.drift import drift_report
 
-    if _is_partitioned(windows.train):
+    if is_source(windows.train):
         from cloudhop.drift.dask import drift_partitioned
 
         return drift_partitioned(windows.train.partitions, windows.holdout.partitions, numeric=spec.numeric,
@@ -312,7 +308,7 @@ def smoke_set(spec: PipelineSpec, windows: Windows, trained: Trained, n: int = 3
     from cloudhop.training.preprocess import Preprocessor
 
     hold = windows.holdout
-    if _is_partitioned(hold):
+    if is_source(hold):
         rows = hold.sample(n, spec.model.seed, columns=spec.features)
     else:
         rows = hold.sample(min(n, len(hold)), random_state=spec.model.seed)

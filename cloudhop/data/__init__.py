@@ -10,7 +10,7 @@ import pandas as pd
 from cloudhop.spec import PipelineSpec
 
 __all__ = ["DataError", "load_dataset", "read_table", "split_windows", "Windows", "fingerprint",
-           "flights_table", "coerce_types"]
+           "flights_table", "coerce_types", "is_source"]
 
 BUILTIN_PREFIX = "builtin://"
 
@@ -100,6 +100,12 @@ def load_dataset(spec: PipelineSpec) -> pd.DataFrame:
     if len(df.columns) == 0:
         raise DataError(f"dataset {d.uri} has no columns")
     return coerce_types(df, spec)
+
+
+def is_source(obj: Any) -> bool:
+    """Whether `obj` is a partitioned table read a partition at a time (`partitions` and
+    `frames(columns, order=...)`, e.g. cloudhop.data.dask.PartitionedDataset), not one frame."""
+    return not isinstance(obj, pd.DataFrame) and hasattr(obj, "frames") and hasattr(obj, "partitions")
 
 
 @dataclass

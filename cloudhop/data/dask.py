@@ -60,6 +60,7 @@ class Partition:
     widen: tuple[str, ...] = ()                       # int -> float64, bool -> object (nulls elsewhere)
     time_column: str | None = None
     window: tuple[pd.Timestamp | None, pd.Timestamp | None] | None = None   # [start, end) on time_column
+    counted: int | None = None  # rows in the window, once counted (split_partitioned counts them)
 
     @property
     def label(self) -> str:
@@ -112,9 +113,11 @@ class Partition:
         return df if columns is None else df[list(dict.fromkeys(columns))]
 
     def count(self) -> int:
-        """Rows in the partition (in its window, when set: reads only the time column)."""
+        """Rows in the partition (in its window, when set: reads only the time column, unless counted)."""
         if self.window is None:
             return self.rows
+        if self.counted is not None:
+            return self.counted
         return len(self.read([self.time_column]))
 
 
@@ -141,7 +144,7 @@ class PartitionedDataset:
         if not tc:
             raise DataError(f"dataset {self.uri}: a window needs the spec's time column")
         w = (None if start is None else pd.Timestamp(start), None if end is None else pd.Timestamp(end))
-        return replace(self, partitions=[replace(p, window=w) for p in self.partitions])
+        return replace(self, partitions=[replace(p, window=w, counted=None) for p in self.partitions])
 
     def to_dask(self, columns: Sequence[str] | None = None):
         """A dask.dataframe with one partition per Partition (nothing is read until computed)."""
@@ -358,10 +361,14 @@ class PartitionedWindows:
     train: PartitionedDataset
     validation: PartitionedDataset
     holdout: PartitionedDataset
-    counts: dict[str, int]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {k: sum(p.count() for p in ds.partitions)
+                for k, ds in (("train", self.train), ("validation", self.validation), ("holdout", self.holdout))}
 
     def sizes(self) -> dict[str, int]:
-        return dict(self.counts)
+        return self.counts
 
     def to_windows(self, max_rows: int | None = None, seed: int = 0, client: Any = None) -> Windows:
         """pandas Windows for the steps that need frames (evaluation, smoke set): each window whole,
@@ -369,28 +376,27 @@ class PartitionedWindows:
         def frame(ds: PartitionedDataset, n: int) -> pd.DataFrame:
             return ds.to_pandas() if max_rows is None or n <= max_rows else ds.sample(max_rows, seed, client=client)
 
-        return Windows(frame(self.train, self.counts["train"]), frame(self.validation, self.counts["validation"]),
-                       frame(self.holdout, self.counts["holdout"]))
+        n = self.counts
+        return Windows(frame(self.train, n["train"]), frame(self.validation, n["validation"]),
+                       frame(self.holdout, n["holdout"]))
 
 
 def split_partitioned(ds: PartitionedDataset, spec: PipelineSpec, client: Any = None) -> PartitionedWindows:
-    """The spec's time windows as windowed datasets; counts rows (reading only the time column)."""
+    """The spec's time windows as windowed datasets, each partition's rows in its window counted
+    once here (reading only the time column) for every later step."""
     s = spec.split
     v, h = pd.Timestamp(s.validation_start), pd.Timestamp(s.holdout_start)
     start = pd.Timestamp(s.train_start) if s.train_start else None
     end = pd.Timestamp(s.holdout_end) if s.holdout_end else None
-    w = {"train": ds.window(start, v), "validation": ds.window(v, h), "holdout": ds.window(h, end)}
-    counts = dict(zip(w, (sum(c) for c in _chunks(map_partitions(
-        Partition.count, [p for x in w.values() for p in x.partitions], client), len(ds.partitions)))))
-    empty = [k for k, n in counts.items() if n == 0]
+    w = [ds.window(start, v), ds.window(v, h), ds.window(h, end)]
+    counts = iter(map_partitions(Partition.count, [p for x in w for p in x.partitions], client))
+    out = PartitionedWindows(*(replace(x, partitions=[replace(p, counted=next(counts)) for p in x.partitions])
+                               for x in w))
+    empty = [k for k, n in out.counts.items() if n == 0]
     if empty:
         raise DataError(f"time windows {', '.join(empty)} are empty in {ds.uri}: "
                         f"split is validation_start={v}, holdout_start={h}")
-    return PartitionedWindows(w["train"], w["validation"], w["holdout"], counts)
-
-
-def _chunks(xs: list[T], n: int) -> list[list[T]]:
-    return [xs[i:i + n] for i in range(0, len(xs), n)] if n else [[], [], []]
+    return out
 
 
 # -- engine choice -----------------------------------------------------------------

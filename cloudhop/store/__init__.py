@@ -14,7 +14,7 @@ import os
 import posixpath
 import tempfile
 import uuid
-from typing import Any, Iterable
+from typing import Any
 
 import fsspec
 

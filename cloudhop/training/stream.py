@@ -22,7 +22,6 @@ Reading partitions counts towards the training time in `samples_per_s`.
 from __future__ import annotations
 
 import math
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
@@ -30,10 +29,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cloudhop.data import is_source
 from cloudhop.training.preprocess import Preprocessor, category_keys
-from cloudhop.training.trainer import (_PROGRESS_EVERY_S, CheckpointStore, TrainConfig, TrainingError, TrainResult,
-                                       _check_compatible, _check_frame, _plain, _regression_target, _Run,
-                                       encode_binary, epoch_permutation, loss_fn, pick_device)
+from cloudhop.training.trainer import (CheckpointStore, TrainConfig, TrainingError, TrainResult, _check_compatible,
+                                       _check_frame, _plain, _regression_target, _Run, check_layout,
+                                       check_preprocessor, encode_binary, epoch_permutation, pick_device)
 
 __all__ = ["FrameSource", "is_source", "train_streamed", "fit_preprocessor"]
 
@@ -43,10 +43,6 @@ class FrameSource(Protocol):
 
     def frames(self, columns: Sequence[str] | None = None, *, order: Sequence[int] | None = None
                ) -> Iterator[pd.DataFrame]: ...
-
-
-def is_source(obj: Any) -> bool:
-    return not isinstance(obj, pd.DataFrame) and hasattr(obj, "frames") and hasattr(obj, "partitions")
 
 
 def _read(src: FrameSource, i: int, columns: list[str], what: str = "training") -> pd.DataFrame:
@@ -113,14 +109,7 @@ def train_streamed(source: FrameSource, valid: pd.DataFrame | FrameSource, *, ca
                    checkpoints: CheckpointStore | None = None, progress: Callable[[dict[str, Any]], None] | None = None,
                    preprocessor: Preprocessor | None = None, init_linear: Any = None) -> TrainResult:
     """trainer.train for a partition source (see the module docstring); same arguments and result."""
-    if task not in ("binary", "regression"):
-        raise TrainingError(f"task must be 'binary' or 'regression', not {task!r}")
-    categorical, numeric = list(categorical), list(numeric)
-    if not categorical and not numeric:
-        raise TrainingError("no feature columns: give at least one categorical or numeric column")
-    if target in categorical or target in numeric:
-        raise TrainingError(f"target column {target!r} is also listed as a feature")
-    cols = categorical + numeric + [target]
+    categorical, numeric, cols = check_layout(task, categorical, numeric, target)
     device = pick_device(config.device)
     where = f"target {target!r} in the training data"
 
@@ -167,9 +156,8 @@ def train_streamed(source: FrameSource, valid: pd.DataFrame | FrameSource, *, ca
         preprocessor = Preprocessor.from_dict(resume[2]["preprocessor"])
     if preprocessor is None:
         preprocessor = _preprocessor(categorical, numeric, counts, moments)
-    elif preprocessor.categorical != categorical or preprocessor.numeric != numeric:
-        raise TrainingError(f"the preprocessor was fitted on features "
-                            f"{preprocessor.categorical + preprocessor.numeric}, not {categorical + numeric}")
+    else:
+        check_preprocessor(preprocessor, categorical, numeric)
 
     if is_source(valid):
         valid_frames: Iterable[pd.DataFrame] = (_read(valid, i, cols, "validation")  # type: ignore[arg-type]
@@ -186,16 +174,7 @@ def train_streamed(source: FrameSource, valid: pd.DataFrame | FrameSource, *, ca
 
     run = _StreamRun(config, device, task, layout, preprocessor, (t_mean, t_std), checkpoints, progress)
     run.set_stream(source, lengths, cols, encode, valid_t)
-    cuda_devices = [device.index] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices, device_type="cuda"):
-        torch.manual_seed(config.seed)
-        run.build()
-        if init_linear is not None and resume is None:
-            run.start_from_linear(init_linear)
-        if resume is not None:
-            run.restore(resume[2])
-        run.loop()
-    return run.result(resumed_from_step=resume[0] if resume is not None else None, classes=classes)
+    return run.run(init_linear, resume, classes)
 
 
 def _valid_tensors(frames: Iterable[pd.DataFrame], pre: Preprocessor,

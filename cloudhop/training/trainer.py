@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from cloudhop.data import is_source
 from cloudhop.store import Store
 from cloudhop.training.model import TabularNet
 from cloudhop.training.preprocess import Preprocessor
@@ -322,22 +323,13 @@ def train(train_df: pd.DataFrame, valid_df: pd.DataFrame, *, categorical: list[s
     cloudhop.data.dask.PartitionedDataset: the training window is then streamed a partition at a
     time (cloudhop.training.stream).
     """
-    from cloudhop.training.stream import is_source
-
     if is_source(train_df):
         from cloudhop.training.stream import train_streamed
 
         return train_streamed(train_df, valid_df, categorical=categorical, numeric=numeric, target=target,
                               task=task, config=config, checkpoints=checkpoints, progress=progress,
                               preprocessor=preprocessor, init_linear=init_linear)
-    if task not in ("binary", "regression"):
-        raise TrainingError(f"task must be 'binary' or 'regression', not {task!r}")
-    categorical, numeric = list(categorical), list(numeric)
-    if not categorical and not numeric:
-        raise TrainingError("no feature columns: give at least one categorical or numeric column")
-    if target in categorical or target in numeric:
-        raise TrainingError(f"target column {target!r} is also listed as a feature")
-    cols = categorical + numeric + [target]
+    categorical, numeric, cols = check_layout(task, categorical, numeric, target)
     _check_frame(train_df, cols, "training data")
     _check_frame(valid_df, cols, "validation data")
     device = pick_device(config.device)
@@ -367,24 +359,33 @@ def train(train_df: pd.DataFrame, valid_df: pd.DataFrame, *, categorical: list[s
             preprocessor = Preprocessor.from_dict(resume[2]["preprocessor"])
     if preprocessor is None:
         preprocessor = Preprocessor.fit(train_df, categorical, numeric)
-    elif preprocessor.categorical != categorical or preprocessor.numeric != numeric:
-        raise TrainingError(f"the preprocessor was fitted on features {preprocessor.categorical + preprocessor.numeric}, "
-                            f"not {categorical + numeric}")
+    else:
+        check_preprocessor(preprocessor, categorical, numeric)
 
     run = _Run(config, device, task, layout, preprocessor, (t_mean, t_std), checkpoints, progress)
     with _cpu_threads(config.cpu_threads if device.type == "cpu" else None):
         run.set_data(train_df, valid_df, y_train, y_valid)
-        cuda_devices = [device.index] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda_devices, device_type="cuda"):
-            torch.manual_seed(config.seed)
-            run.build()
-            if init_linear is not None and resume is None:
-                run.start_from_linear(init_linear)
-            if resume is not None:
-                run.restore(resume[2])
-                log.info("resuming from checkpoint at step %d", resume[0])
-            run.loop()
-    return run.result(resumed_from_step=resume[0] if resume is not None else None, classes=classes)
+        return run.run(init_linear, resume, classes)
+
+
+def check_layout(task: str, categorical: list[str], numeric: list[str], target: str
+                 ) -> tuple[list[str], list[str], list[str]]:
+    """TrainingError for a task or feature layout that cannot be trained; else the feature lists
+    and every column training reads."""
+    if task not in ("binary", "regression"):
+        raise TrainingError(f"task must be 'binary' or 'regression', not {task!r}")
+    categorical, numeric = list(categorical), list(numeric)
+    if not categorical and not numeric:
+        raise TrainingError("no feature columns: give at least one categorical or numeric column")
+    if target in categorical or target in numeric:
+        raise TrainingError(f"target column {target!r} is also listed as a feature")
+    return categorical, numeric, categorical + numeric + [target]
+
+
+def check_preprocessor(preprocessor: Preprocessor, categorical: list[str], numeric: list[str]) -> None:
+    if preprocessor.categorical != categorical or preprocessor.numeric != numeric:
+        raise TrainingError(f"the preprocessor was fitted on features {preprocessor.categorical + preprocessor.numeric}, "
+                            f"not {categorical + numeric}")
 
 
 @contextlib.contextmanager
@@ -575,6 +576,21 @@ class _Run:
         for b in range(first, self.steps_per_epoch):
             idx = perm[b * bs:(b + 1) * bs]
             yield cat[idx], num[idx], y[idx]
+
+    def run(self, init_linear: Any, resume: tuple | None, classes: list | None) -> TrainResult:
+        """Build the model, start it from the baseline or the checkpoint, train, and give the result
+        (in a forked RNG seeded from the config, so the caller's RNG state is untouched)."""
+        cuda_devices = [self.device.index] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda_devices, device_type="cuda"):
+            torch.manual_seed(self.config.seed)
+            self.build()
+            if init_linear is not None and resume is None:
+                self.start_from_linear(init_linear)
+            if resume is not None:
+                self.restore(resume[2])
+                log.info("resuming from checkpoint at step %d", resume[0])
+            self.loop()
+        return self.result(resumed_from_step=resume[0] if resume is not None else None, classes=classes)
 
     def loop(self) -> None:
         c, st = self.config, self.st

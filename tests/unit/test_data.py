@@ -1,4 +1,3 @@
-import pandas as pd
 import pytest
 
 from cloudhop.data import DataError, fingerprint, read_table, split_windows

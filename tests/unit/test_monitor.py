@@ -1,7 +1,6 @@
 """The monitor's logic without Prefect: windows, the reference sample, the log, labels, the verdict, the event."""
 from __future__ import annotations
 
-import io
 import json
 from datetime import datetime, timedelta, timezone
 
