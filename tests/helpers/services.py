@@ -66,7 +66,10 @@ def prefect_env(api_url: str | None = None, home: Path | None = None) -> dict[st
 
 @contextmanager
 def prefect_server(workdir: Path):
-    """`prefect server start` on a free port with its own SQLite database. Yields the API URL."""
+    """`prefect server start` on a free port with its own SQLite database. Yields the API URL.
+
+    Its scheduler service is off: runs start only when a test (or an event trigger) asks, never
+    because a deployment's cron or interval came due while a test was watching the runs."""
     port = free_port()
     home = workdir / "prefect-home"
     home.mkdir(parents=True, exist_ok=True)
@@ -74,6 +77,7 @@ def prefect_server(workdir: Path):
     env = prefect_env(home=home)
     env.pop("PREFECT_API_URL", None)
     env["PREFECT_SERVER_API_HOST"] = "127.0.0.1"
+    env["PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED"] = "false"
     with open(log, "wb") as out:
         proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=workdir)

@@ -20,12 +20,10 @@ pytestmark = pytest.mark.integration
 def deploy_all(api_url: str) -> dict:
     """Create the pools and deploy prefect.yaml once per test process; returns what the server holds.
 
-    The real server runs its scheduler, so scheduled runs of the monitor would start on any
-    worker; afterwards every schedule is paused and scheduled runs deleted, so that tests
-    decide what runs. The snapshot taken before that is what the tests check.
+    The test server's scheduler is off (tests/helpers/services.prefect_server), so the schedules
+    stay as deployed and still no scheduled run appears: tests decide what runs.
     """
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, FlowRunFilter, FlowRunFilterState
 
     env = prefect_env(api_url)
     pools = subprocess.run([sys.executable, "-m", "flows.pools", "apply", "--local"], cwd=ROOT, env=env,
@@ -37,14 +35,6 @@ def deploy_all(api_url: str) -> dict:
     with get_client(sync_client=True) as c:
         deployments = {d.name: d for d in c.read_deployments()}
         automations = {a.name: a for a in c.read_automations()}
-        for d in deployments.values():
-            for s in d.schedules:
-                c.update_deployment_schedule(d.id, s.id, active=False)
-        scheduled = c.read_flow_runs(
-            deployment_filter=DeploymentFilter(id={"any_": [d.id for d in deployments.values()]}),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type={"any_": ["SCHEDULED"]})))
-        for r in scheduled:
-            c.delete_flow_run(r.id)
     return {"deployments": deployments, "automations": automations, "output": out.stdout}
 
 
