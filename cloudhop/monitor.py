@@ -211,13 +211,10 @@ class Performance:
         return {k: getattr(self, k) for k in ("metric", "value", "reference", "drop", "max_drop", "rows", "drifted")}
 
 
-_HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "log_loss": False, "rmse": False, "mae": False}
-
-
 def performance(task: str, metric: str, joined: pd.DataFrame, reference: float | None, max_drop: float,
                 min_rows: int = 50) -> Performance | None:
     """The served predictions' metric on labeled rows vs the champion's holdout metric; None with too few rows."""
-    from cloudhop.training.evaluate import metrics
+    from cloudhop.training.evaluate import HIGHER_IS_BETTER, metrics
 
     if len(joined) < min_rows:
         return None
@@ -227,7 +224,7 @@ def performance(task: str, metric: str, joined: pd.DataFrame, reference: float |
     value = metrics(task, labels.to_numpy(), joined["prediction"].to_numpy())[metric]
     drop = None
     if reference is not None and value == value:
-        drop = (reference - value) if _HIGHER_IS_BETTER[metric] else (value - reference)
+        drop = (reference - value) if HIGHER_IS_BETTER[metric] else (value - reference)
     drifted = drop is not None and drop > max_drop
     return Performance(metric, float(value), reference, None if drop is None else float(drop), max_drop,
                        len(joined), drifted)

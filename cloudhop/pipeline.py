@@ -7,28 +7,25 @@ orchestration overhead is measured against identical work. No Prefect here.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import socket
-import subprocess
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from cloudhop.data import Windows, is_source, load_dataset, split_windows
 from cloudhop.registry import ModelVersion, Registry
+from cloudhop.registry.revision import code_revision
 from cloudhop.spec import PipelineSpec
 from cloudhop.store import Store
+from cloudhop.training.handoff import Trained
 
-__all__ = ["PipelineError", "Evaluation", "Trained", "open_registry", "load_data", "check_data",
-           "checkpoint_prefix", "train_model", "evaluate", "drift_summary", "smoke_set", "register",
-           "code_revision"]
+if TYPE_CHECKING:
+    from cloudhop.training.evaluate import Evaluation
 
-
-class PipelineError(RuntimeError):
-    """A step that cannot go on; the message says which and why."""
+__all__ = ["open_registry", "load_data", "check_data", "split", "checkpoint_prefix", "train_model", "evaluate",
+           "drift_summary", "smoke_set", "register"]
 
 
 def open_registry(spec: PipelineSpec) -> Registry:
@@ -72,17 +69,6 @@ def _fit_preprocessor(spec: PipelineSpec, train: Any):
 
 
 # -- training ------------------------------------------------------------------
-@dataclass
-class Trained:
-    """What the training step hands on: everything needed to evaluate and register."""
-    onnx: bytes
-    preprocess: dict[str, Any]
-    checkpoint: bytes
-    history: list[dict[str, Any]]
-    info: dict[str, Any]  # steps, resumed_from_step, device, samples_per_s, parity, where
-    baseline: Any = None  # the linear baseline the network started from (not stored; refitted when absent)
-
-
 def checkpoint_prefix(spec: PipelineSpec, data_fingerprint: str) -> str:
     """Checkpoints are keyed by what is trained: the same spec on the same data resumes."""
     return f"checkpoints/{spec.name}/{spec.training_hash()}-{data_fingerprint}"
@@ -113,110 +99,12 @@ def train_model(spec: PipelineSpec, windows: Windows, data_fingerprint: str,
     return Trained(onnx, result.preprocessor.to_dict(), result.checkpoint, result.history, info, baseline)
 
 
-def trained_prefix(spec: PipelineSpec, run_key: str) -> str:
-    """Where a remote training run of `run_key` leaves its heartbeats and result."""
-    return f"runs/{spec.name}/{run_key}/training"
-
-
-_TRAINED_FILES = ("model.onnx", "preprocess.json", "checkpoint.pt", "history.json", "info.json")
-
-
-def save_trained(store: Store, prefix: str, trained: Trained) -> None:
-    """Hand a trained model from a training run to the run that registers it, through the store.
-
-    `done.json` (with the sha256 of each file) is written last: a reader sees all or nothing.
-    """
-    from cloudhop.store import sha256_bytes
-
-    blobs = {"model.onnx": trained.onnx, "preprocess.json": json.dumps(trained.preprocess).encode(),
-             "checkpoint.pt": trained.checkpoint, "history.json": json.dumps(trained.history).encode(),
-             "info.json": json.dumps(trained.info, default=str).encode()}
-    for name, data in blobs.items():
-        store.write_bytes(f"{prefix}/{name}", data)
-    store.write_json(f"{prefix}/done.json", {n: sha256_bytes(d) for n, d in blobs.items()})
-
-
-def load_trained(store: Store, prefix: str) -> Trained:
-    from cloudhop.store import sha256_bytes
-
-    if not store.exists(f"{prefix}/done.json"):
-        raise PipelineError(f"no finished training result at {store.url(prefix)}")
-    want = store.read_json(f"{prefix}/done.json")
-    blobs = {}
-    for name in _TRAINED_FILES:
-        data = store.read_bytes(f"{prefix}/{name}")
-        if sha256_bytes(data) != want[name]:
-            raise PipelineError(f"training result {store.url(prefix + '/' + name)} does not match its checksum")
-        blobs[name] = data
-    return Trained(blobs["model.onnx"], json.loads(blobs["preprocess.json"]), blobs["checkpoint.pt"],
-                   json.loads(blobs["history.json"]), json.loads(blobs["info.json"]))
-
-
-class Heartbeat:
-    """Writes {"at", "step", ...} to a store key every `interval` seconds from a thread,
-    so whoever waits on a remote training run can tell a slow run from a dead one."""
-
-    def __init__(self, store: Store, key: str, interval: float = 2.0, **fields: Any):
-        import threading
-
-        self.store, self.key, self.interval, self.fields = store, key, interval, dict(fields)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cloudhop-heartbeat", daemon=True)
-        self.progress: dict[str, Any] = {}
-
-    def update(self, progress: dict[str, Any]) -> None:
-        self.progress = dict(progress)
-
-    def beat(self) -> None:
-        import time
-
-        self.store.write_json(self.key, {"at": time.time(), **self.fields, **self.progress})
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.beat()
-            except Exception:  # a missed beat is not worth killing the training for
-                pass
-
-    def __enter__(self) -> "Heartbeat":
-        self.beat()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
 # -- evaluation ----------------------------------------------------------------
-@dataclass
-class Evaluation:
-    metric: str
-    candidate: dict[str, float]
-    champion: dict[str, float] | None
-    champion_version: str | None
-    baseline: dict[str, float]
-    promote: bool
-    reason: str
-
-    def table(self) -> list[dict[str, Any]]:
-        rows = []
-        for name in self.candidate:
-            rows.append({"metric": name, "candidate": round(self.candidate[name], 5),
-                         "champion": None if self.champion is None else round(self.champion[name], 5),
-                         "baseline": round(self.baseline[name], 5)})
-        return rows
-
-
-_HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "log_loss": False, "rmse": False, "mae": False}
-
-
 def evaluate(spec: PipelineSpec, windows: Windows, trained: Trained, registry: Registry) -> Evaluation:
     """Candidate vs the current champion vs a baseline fitted now, all on the holdout window
     (every row of it; a partitioned holdout is scored a partition at a time)."""
     from cloudhop.training import onnx_predict
-    from cloudhop.training.evaluate import fit_baseline, metrics
+    from cloudhop.training.evaluate import Evaluation, fit_baseline, metrics, promotion
     from cloudhop.training.preprocess import Preprocessor
 
     task, target = spec.target.task, spec.target.column
@@ -241,18 +129,9 @@ def evaluate(spec: PipelineSpec, windows: Windows, trained: Trained, registry: R
             champ_error = f"champion v{champ_mv.version} cannot score this holdout ({failed['champion']}); "
         else:
             champ = metrics(task, y, preds["champion"])
-    m, margin = spec.metric, spec.evaluation.promote_margin
-    sign = 1 if _HIGHER_IS_BETTER[m] else -1
-    if champ_mv is None:
-        promote, reason = True, "first model: promoted"
-    elif champ is None:
-        promote, reason = True, champ_error + "promoted"
-    else:
-        gain = sign * (cand[m] - champ[m])
-        promote = gain > margin
-        reason = (f"{m} {cand[m]:.4f} vs champion v{champ_mv.version} {champ[m]:.4f}: "
-                  f"{'better' if promote else 'not better'} by more than {margin}")
-    return Evaluation(m, cand, champ, champ_mv.version if champ_mv else None, base, promote, reason)
+    promote, reason = promotion(spec.metric, spec.evaluation.promote_margin, cand, champ,
+                                champ_mv.version if champ_mv else None, champ_error)
+    return Evaluation(spec.metric, cand, champ, champ_mv.version if champ_mv else None, base, promote, reason)
 
 
 def _score(holdout: Any, columns: list[str], target: str, task: str,
@@ -316,21 +195,6 @@ def smoke_set(spec: PipelineSpec, windows: Windows, trained: Trained, n: int = 3
     preds = onnx_predict(trained.onnx, Preprocessor.from_dict(trained.preprocess), feats)
     records = json.loads(feats.to_json(orient="records", date_format="iso"))
     return {"rows": records, "predictions": [float(p) for p in preds]}
-
-
-def code_revision() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        if rev:
-            return rev + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    from importlib.metadata import version
-    return f"cloudhop-{version('cloudhop')}"
 
 
 def register(spec: PipelineSpec, registry: Registry, trained: Trained, evaluation: Evaluation,

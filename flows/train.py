@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from prefect import flow
 
-from cloudhop.pipeline import Heartbeat, open_registry, save_trained, trained_prefix
+from cloudhop.pipeline import open_registry
+from cloudhop.training.handoff import Heartbeat, heartbeat_key, save_trained, trained_prefix
 from tasks.dask import engine_task, open_partitioned_task, split_dask_task
 from tasks.pipeline import load_data_task, load_spec_task, split_task, train_task
 
@@ -27,8 +28,8 @@ def train(spec: str = "specs/flights.yaml", overrides: dict | None = None, run_k
     """
     s = load_spec_task(spec, overrides)
     store = open_registry(s).store
-    hb_key = f"{trained_prefix(s, run_key)}/heartbeat-{cloud}-{attempt}.json"
-    with Heartbeat(store, hb_key, cloud=cloud, attempt=attempt) as hb:
+    prefix = trained_prefix(s.name, run_key)
+    with Heartbeat(store, heartbeat_key(prefix, cloud, attempt), cloud=cloud, attempt=attempt) as hb:
         if engine_task(s) == "dask":  # partitioned: training streams the windows a partition at a time
             ds, fp = open_partitioned_task(s)
             windows = split_dask_task(ds, s)
@@ -37,5 +38,5 @@ def train(spec: str = "specs/flights.yaml", overrides: dict | None = None, run_k
             windows = split_task(df, s)
             del df
         trained = train_task(s, windows, fp, where=cloud, heartbeat=hb)
-        save_trained(store, f"{trained_prefix(s, run_key)}/result", trained)
+        save_trained(store, f"{prefix}/result", trained)
     return {"cloud": cloud, "steps": trained.info["steps"], "resumed_from_step": trained.info["resumed_from_step"]}

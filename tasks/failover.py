@@ -19,7 +19,8 @@ from prefect.states import Cancelled, Crashed
 
 from cloudhop.clouds import TRAIN_TAG, BreakerPolicy, Placement, TrainingRequest, cloud_tag, load_catalog, rank_clouds
 from cloudhop.clouds.failover import Attempt, AttemptOutcome, FailoverPolicy, run_with_failover
-from cloudhop.pipeline import load_trained, open_registry, trained_prefix
+from cloudhop.pipeline import open_registry
+from cloudhop.training.handoff import heartbeat_key, load_trained, trained_prefix
 from cloudhop.spec import PipelineSpec
 
 def deployment_name(pool: str) -> str:
@@ -128,7 +129,7 @@ def train_with_failover_task(spec: PipelineSpec, spec_path: str, overrides: dict
     logger = get_run_logger()
     f = spec.compute.failover
     store = open_registry(spec).store
-    prefix = trained_prefix(spec, run_key)
+    prefix = trained_prefix(spec.name, run_key)
 
     def launch(cloud: str, number: int) -> AttemptOutcome:
         logger.info("training on %s (attempt %s)", cloud, number)
@@ -139,7 +140,7 @@ def train_with_failover_task(spec: PipelineSpec, spec_path: str, overrides: dict
                                         "cloud": cloud, "attempt": number},
                             tags=[TRAIN_TAG, cloud_tag(cloud)], flow_run_name=f"train-{cloud}-{number}")
         with get_client(sync_client=True) as client:
-            return watch_run(client, fr.id, store, f"{prefix}/heartbeat-{cloud}-{number}.json", f)
+            return watch_run(client, fr.id, store, heartbeat_key(prefix, cloud, number), f)
 
     def record(a: Attempt) -> None:
         logger.info("attempt: %s", a.row())

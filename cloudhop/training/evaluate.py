@@ -10,10 +10,42 @@ import pandas as pd
 from cloudhop.training.preprocess import Preprocessor
 from cloudhop.training.trainer import TrainingError, encode_binary
 
-__all__ = ["metrics", "fit_baseline", "Baseline", "HIGHER_IS_BETTER"]
+__all__ = ["metrics", "fit_baseline", "Baseline", "HIGHER_IS_BETTER", "Evaluation", "promotion"]
 
 HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "log_loss": False, "rmse": False, "mae": False}
 _EPS = 1e-15
+
+
+@dataclass
+class Evaluation:
+    """Holdout metrics of the candidate, the champion and the baseline, and the promotion decision."""
+    metric: str
+    candidate: dict[str, float]
+    champion: dict[str, float] | None
+    champion_version: str | None
+    baseline: dict[str, float]
+    promote: bool
+    reason: str
+
+    def table(self) -> list[dict[str, Any]]:
+        return [{"metric": name, "candidate": round(self.candidate[name], 5),
+                 "champion": None if self.champion is None else round(self.champion[name], 5),
+                 "baseline": round(self.baseline[name], 5)} for name in self.candidate]
+
+
+def promotion(metric: str, margin: float, candidate: dict[str, float], champion: dict[str, float] | None,
+              champion_version: str | None, champion_error: str = "") -> tuple[bool, str]:
+    """The promotion policy: promote when there is no champion to compare with (none yet, or one
+    that cannot score this holdout: `champion_error` says why), else when the candidate beats the
+    champion on `metric` by more than `margin`. Returns (promote, reason for people)."""
+    if champion_version is None:
+        return True, "first model: promoted"
+    if champion is None:
+        return True, champion_error + "promoted"
+    sign = 1 if HIGHER_IS_BETTER[metric] else -1
+    promote = sign * (candidate[metric] - champion[metric]) > margin
+    return promote, (f"{metric} {candidate[metric]:.4f} vs champion v{champion_version} {champion[metric]:.4f}: "
+                     f"{'better' if promote else 'not better'} by more than {margin}")
 
 
 def metrics(task: str, y_true: Any, y_pred: Any, classes: list[Any] | None = None) -> dict[str, float]:
