@@ -340,8 +340,8 @@ def test_loss_curve_png(reference):
 @pytest.mark.parametrize("task", ["binary", "regression"])
 def test_warm_start_from_the_linear_baseline(task):
     """The network starts exactly as the baseline, so its best validation loss is never worse."""
+    from cloudhop.training.loop import loss_fn
     from cloudhop.training.preprocess import Preprocessor
-    from cloudhop.training.trainer import loss_fn
 
     tr, va = make_frame(2400, 11, task), make_frame(600, 12, task)
     pre = Preprocessor.fit(tr, CAT, NUM)
