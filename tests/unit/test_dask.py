@@ -318,6 +318,13 @@ def test_streamed_training_reads_a_partition_at_a_time_and_resumes_exactly(tmp_p
     assert pre.mean["x"] == pytest.approx(exact.mean["x"], rel=1e-12)
     assert pre.std["x"] == pytest.approx(exact.std["x"], rel=1e-12)
 
+    for i in range(2):  # validation rows from a partitioned table: the same tensors, so the same run
+        _write(tmp_path / "v" / f"p{i}.parquet", valid.iloc[i * 150:(i + 1) * 150], row_group_size=75)
+    streamed_valid = train(ds, open_dataset(str(tmp_path / "v"), partition_bytes=1), **kw)
+    assert [h["valid_loss"] for h in streamed_valid.history] == [h["valid_loss"] for h in ref.history]
+    for k, v in ref.model.state_dict().items():
+        assert torch.equal(streamed_valid.model.state_dict()[k], v), k
+
     class Stop(Exception):
         pass
 
