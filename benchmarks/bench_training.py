@@ -43,8 +43,9 @@ from cloudhop.training import CheckpointStore, TrainConfig, export_onnx, check_p
 from cloudhop.training.evaluate import fit_baseline, metrics  # noqa: E402
 from cloudhop.training.model import TabularNet  # noqa: E402
 from cloudhop.training.preprocess import Preprocessor  # noqa: E402
-from cloudhop.training.trainer import (_amp, encode_binary, epoch_permutation, loss_fn, make_optimizer,  # noqa: E402
-                                       pick_device)
+from cloudhop.training.batches import epoch_permutation  # noqa: E402
+from cloudhop.training.labels import encode_binary  # noqa: E402
+from cloudhop.training.loop import amp_settings, loss_fn, make_optimizer, pick_device  # noqa: E402
 
 
 def bare_loop(pre: Preprocessor, train_df, valid_df, target: str, task: str, config: TrainConfig,
@@ -52,7 +53,7 @@ def bare_loop(pre: Preprocessor, train_df, valid_df, target: str, task: str, con
     """-> (samples/s of the optimizer steps, wall seconds incl. tensor building and validation)."""
     t_call = time.perf_counter()
     device = pick_device(config.device)
-    amp_dtype, _ = _amp(device)
+    amp_dtype, _ = amp_settings(device)
 
     def tensors(df):
         cat, num = pre.transform(df)

@@ -20,6 +20,7 @@ from cloudhop.registry.revision import code_revision
 from cloudhop.spec import PipelineSpec
 from cloudhop.store import Store
 from cloudhop.training.handoff import Trained
+from cloudhop.training.labels import target_values
 
 if TYPE_CHECKING:
     from cloudhop.training.evaluate import Evaluation
@@ -61,7 +62,7 @@ def _frame(window: Any, max_rows: int, seed: int) -> pd.DataFrame:
 
 def _fit_preprocessor(spec: PipelineSpec, train: Any):
     from cloudhop.training.preprocess import Preprocessor
-    from cloudhop.training.stream import fit_preprocessor
+    from cloudhop.training.batches import fit_preprocessor
 
     if not is_source(train):
         return Preprocessor.fit(train, spec.categorical, spec.numeric)
@@ -151,17 +152,8 @@ def _score(holdout: Any, columns: list[str], target: str, task: str,
                     parts[name].append(np.asarray(fn(df)))
                 except Exception as e:
                     failed[name] = e
-    y = _target_values(pd.concat(ys, ignore_index=True) if len(ys) > 1 else ys[0], task)
+    y = target_values(pd.concat(ys, ignore_index=True) if len(ys) > 1 else ys[0], task)
     return y, {k: np.concatenate(v) for k, v in parts.items() if k not in failed}, failed
-
-
-def _target_values(col: pd.Series, task: str) -> np.ndarray:
-    if task == "regression":
-        return col.to_numpy(dtype="float64")
-    values = sorted(col.dropna().unique().tolist(), key=str)
-    if set(values) <= {0, 1, True, False}:
-        return col.astype("int64").to_numpy()
-    return (col == values[-1]).astype("int64").to_numpy()
 
 
 # -- drift ---------------------------------------------------------------------

@@ -24,7 +24,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
-from typing import Any, Callable, Iterator, Literal, Sequence, TypeVar
+from typing import Any, Callable, ClassVar, Iterator, Literal, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -132,6 +132,16 @@ class PartitionedDataset:
     partitions: list[Partition]
     columns: list[str]
     fingerprint: str = ""  # from the files' Parquet footers (sizes, row counts, column statistics)
+    in_memory: ClassVar[bool] = False  # the table shape training takes (cloudhop.training.batches.Table)
+
+    @property
+    def parts(self) -> list[Partition]:
+        """The partitions, under the table shape's name for them."""
+        return self.partitions
+
+    def count(self) -> int:
+        """Rows in the dataset (in its window, when set)."""
+        return sum(p.count() for p in self.partitions)
 
     @property
     def rows(self) -> int:

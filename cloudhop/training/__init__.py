@@ -5,6 +5,12 @@
     onnx = export_onnx(result.model, result.preprocessor)
     check_parity(result.model, onnx, result.preprocessor, windows.holdout)
 
+Modules, lowest first: ``errors``, ``config``, ``labels`` (target encoding) and ``preprocess``
+(features) import no torch; ``model``; ``checkpoint`` (storage, load_model, check_compatible);
+``batches`` (the batch sources: in memory, or streamed from a table's parts); ``loop`` (the one
+training loop); ``trainer`` (``train``, which picks the batch source); then ``evaluate`` (metrics,
+baseline, promotion; no torch), ``onnx_export``, ``plots`` and ``handoff``.
+
 Names load lazily: ``cloudhop.training.preprocess`` (used by the inference server) must not pull in torch.
 """
 from __future__ import annotations
@@ -13,8 +19,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "TrainConfig": "trainer", "TrainResult": "trainer", "TrainingError": "trainer", "CheckpointStore": "trainer",
-    "train": "trainer", "load_model": "trainer", "encode_binary": "trainer",
+    "TrainConfig": "config", "TrainResult": "loop", "TrainingError": "errors", "CheckpointStore": "checkpoint",
+    "train": "trainer", "load_model": "checkpoint", "encode_binary": "labels",
     "export_onnx": "onnx_export", "onnx_predict": "onnx_export", "check_parity": "onnx_export",
     "loss_curve_png": "plots", "Preprocessor": "preprocess",
 }

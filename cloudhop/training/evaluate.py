@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from cloudhop.training.preprocess import Preprocessor
-from cloudhop.training.trainer import TrainingError, encode_binary
+from cloudhop.training.errors import TrainingError
+from cloudhop.training.labels import encode_binary
 
 __all__ = ["metrics", "fit_baseline", "Baseline", "HIGHER_IS_BETTER", "Evaluation", "promotion"]
 

@@ -18,7 +18,7 @@ import torch
 
 from cloudhop.training.model import PredictionHead, TabularNet
 from cloudhop.training.preprocess import Preprocessor
-from cloudhop.training.trainer import TrainingError
+from cloudhop.training.errors import TrainingError
 
 __all__ = ["export_onnx", "onnx_predict", "check_parity", "onnx_session"]
 

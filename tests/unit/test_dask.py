@@ -267,15 +267,23 @@ def test_drift_sample_is_the_one_drift_report_draws(tricky):
 
 # -- streamed training ----------------------------------------------------------------------
 class Counting:
-    """A partition source that records what is read."""
+    """A partitioned table (the shape training takes) that records which parts are read."""
+
+    in_memory = False
 
     def __init__(self, ds):
-        self.ds, self.partitions, self.reads = ds, ds.partitions, []
+        self.ds, self.parts, self.reads = ds, ds.partitions, []
+
+    def count(self):
+        return self.ds.count()
 
     def frames(self, columns=None, *, order=None):
         for i in order:
             self.reads.append(i)
-            yield self.partitions[i].read(columns)
+            yield self.parts[i].read(columns)
+
+    def to_pandas(self, columns=None):
+        return pd.concat(list(self.frames(columns, order=range(len(self.parts)))), ignore_index=True)
 
 
 def test_streamed_training_reads_a_partition_at_a_time_and_resumes_exactly(tmp_path):
@@ -284,7 +292,7 @@ def test_streamed_training_reads_a_partition_at_a_time_and_resumes_exactly(tmp_p
     from cloudhop.store import Store
     from cloudhop.training import CheckpointStore, TrainConfig, train
     from cloudhop.training.preprocess import Preprocessor
-    from cloudhop.training.stream import fit_preprocessor
+    from cloudhop.training.batches import fit_preprocessor
 
     rng = np.random.default_rng(0)
     n = 1200
@@ -309,6 +317,13 @@ def test_streamed_training_reads_a_partition_at_a_time_and_resumes_exactly(tmp_p
     assert pre.vocab == exact.vocab == ref.preprocessor.vocab
     assert pre.mean["x"] == pytest.approx(exact.mean["x"], rel=1e-12)
     assert pre.std["x"] == pytest.approx(exact.std["x"], rel=1e-12)
+
+    for i in range(2):  # validation rows from a partitioned table: the same tensors, so the same run
+        _write(tmp_path / "v" / f"p{i}.parquet", valid.iloc[i * 150:(i + 1) * 150], row_group_size=75)
+    streamed_valid = train(ds, open_dataset(str(tmp_path / "v"), partition_bytes=1), **kw)
+    assert [h["valid_loss"] for h in streamed_valid.history] == [h["valid_loss"] for h in ref.history]
+    for k, v in ref.model.state_dict().items():
+        assert torch.equal(streamed_valid.model.state_dict()[k], v), k
 
     class Stop(Exception):
         pass

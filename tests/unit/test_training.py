@@ -223,6 +223,63 @@ def test_final_checkpoint_loads(frames, reference):
         load_model(b"garbage")
 
 
+# -- inputs: frames and tables ------------------------------------------------------
+
+class MemoryTable:
+    """A one-part table held in memory: the table shape training takes, as cloudhop.data's frame table."""
+
+    in_memory = True
+
+    def __init__(self, df):
+        self.df, self.parts = df, [df]
+
+    def count(self):
+        return len(self.df)
+
+    def frames(self, columns=None, *, order=None):
+        for i in (range(1) if order is None else order):
+            yield self.parts[i] if columns is None else self.parts[i][list(columns)]
+
+    def to_pandas(self, columns=None):
+        return self.df if columns is None else self.df[list(columns)]
+
+
+def test_an_in_memory_table_trains_exactly_as_its_frame(frames, reference):
+    res = fit(MemoryTable(frames[0]), MemoryTable(frames[1]))
+    assert res.steps == reference.steps and res.history[-1]["valid_loss"] == reference.history[-1]["valid_loss"]
+    for k, v in reference.model.state_dict().items():
+        assert torch.equal(res.model.state_dict()[k], v), k
+
+
+def test_training_data_must_be_a_frame_or_a_table(frames):
+    with pytest.raises(TrainingError, match="training data must be a pandas DataFrame or a table.*got list"):
+        fit([1, 2, 3], frames[1])
+    with pytest.raises(TrainingError, match="validation data must be a pandas DataFrame or a table.*got dict"):
+        fit(frames[0], {"label": [0, 1]})
+
+
+def test_torch_free_parts_import_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, cloudhop.training.evaluate, cloudhop.training.labels, cloudhop.training.config; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_holdout_target_values():
+    from cloudhop.training.labels import target_values
+
+    assert target_values(pd.Series([0, 1, 1]), "binary").tolist() == [0, 1, 1]
+    assert target_values(pd.Series([True, False]), "binary").tolist() == [1, 0]
+    assert target_values(pd.Series(["yes", "no", "yes"]), "binary").tolist() == [1, 0, 1]
+    assert target_values(pd.Series([2, 10, 2]), "binary").tolist() == [1, 0, 1]  # sorted as text: "10" < "2"
+    assert target_values(pd.Series(["late", "late"]), "binary").tolist() == [1, 1]  # one class: it is positive
+    out = target_values(pd.Series([1, 2.5]), "regression")
+    assert out.dtype == np.float64 and out.tolist() == [1.0, 2.5]
+
+
 # -- errors ------------------------------------------------------------------------
 
 def test_diverging_loss_is_caught(frames):
@@ -340,8 +397,8 @@ def test_loss_curve_png(reference):
 @pytest.mark.parametrize("task", ["binary", "regression"])
 def test_warm_start_from_the_linear_baseline(task):
     """The network starts exactly as the baseline, so its best validation loss is never worse."""
+    from cloudhop.training.loop import loss_fn
     from cloudhop.training.preprocess import Preprocessor
-    from cloudhop.training.trainer import loss_fn
 
     tr, va = make_frame(2400, 11, task), make_frame(600, 12, task)
     pre = Preprocessor.fit(tr, CAT, NUM)
