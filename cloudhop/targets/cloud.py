@@ -17,7 +17,7 @@ import httpx
 from cloudhop.registry import Registry
 from cloudhop.store import Store
 from cloudhop.targets.base import SmokeResult, TargetError, compare_predictions
-from cloudhop.targets.manifests import ServingDescription
+from cloudhop.targets.description import VERSION_ENV, ServingDescription, load_description
 
 __all__ = ["ControlPlane", "CloudTarget", "Endpoint", "ManifestStore", "copy_version", "description_for", "find_version",
            "gitops_control", "require", "check_options"]
@@ -147,8 +147,6 @@ class ManifestStore:
 
 def find_version(obj: Any) -> str | None:
     """The CLOUDHOP_VERSION value anywhere in a manifest."""
-    from cloudhop.targets.manifests import VERSION_ENV
-
     if isinstance(obj, dict):
         if obj.get("name") == VERSION_ENV and "value" in obj:
             return str(obj["value"])
@@ -168,8 +166,6 @@ def description_for(spec_target: Any, spec: Any, options: dict[str, Any]) -> Ser
     """The serving description of a target: the file named by options['description'] (default
     deployments/serving/serving.yaml when present) with the model and a per-target name."""
     from pathlib import Path
-
-    from cloudhop.targets.manifests import load_description
 
     path = options.get("description") or "deployments/serving/serving.yaml"
     if Path(path).exists():
