@@ -20,7 +20,7 @@ from cloudhop.targets.base import SmokeResult, TargetError, compare_predictions
 from cloudhop.targets.description import VERSION_ENV, ServingDescription, load_description
 
 __all__ = ["ControlPlane", "CloudTarget", "Endpoint", "ManifestStore", "copy_version", "description_for", "find_version",
-           "gitops_control", "require", "check_options"]
+           "gitops_control", "require", "require_store", "check_options"]
 
 
 def copy_version(registry: Registry, dest: Store, version: str) -> int:
@@ -249,6 +249,16 @@ def require(options: dict[str, Any], key: str, target: str, kind: str, example: 
     if not options.get(key):
         raise TargetError(f"targets.{target}.options.{key} is required for a {kind} target (e.g. {example})")
     return options[key]
+
+
+def require_store(options: dict[str, Any], target: str, kind: str, schemes: tuple[str, ...], example: str,
+                  note: str = "") -> str:
+    """options['store']: required, and a URI of one of `schemes` (the first names it in the error)."""
+    uri = require(options, "store", target, kind, example)
+    if not uri.startswith(tuple(f"{s}://" for s in schemes)):
+        article = "an" if schemes[0][0] in "aefhilmnorsx" else "a"  # as its first letter is said: an s3, a gs
+        raise TargetError(f"targets.{target}.options.store must be {article} {schemes[0]}:// URI{note}, got {uri!r}")
+    return uri
 
 
 def check_options(options: dict[str, Any], known: set[str], target: str, kind: str) -> None:

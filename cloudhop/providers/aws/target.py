@@ -22,8 +22,7 @@ from typing import Any
 from cloudhop.providers.aws.manifests import ECS
 from cloudhop.providers.aws.store import s3_options
 from cloudhop.store import Store
-from cloudhop.targets.base import TargetError
-from cloudhop.targets.cloud import CloudTarget, Endpoint, check_options, description_for, require
+from cloudhop.targets.cloud import CloudTarget, Endpoint, check_options, description_for, require, require_store
 from cloudhop.targets.description import ServingDescription, version_of
 from cloudhop.targets.manifests import render_kind
 
@@ -99,9 +98,7 @@ def from_spec(spec_target: Any, spec: Any, secrets: dict[str, Any] | None = None
     o, name = dict(spec_target.options), spec_target.name
     check_options(o, OPTIONS, name, "aws")
     secrets = dict(secrets or {})
-    store_uri = require(o, "store", name, "aws", "s3://my-bucket/cloudhop")
-    if not store_uri.startswith("s3://"):
-        raise TargetError(f"targets.{name}.options.store must be an s3:// URI, got {store_uri!r}")
+    store_uri = require_store(o, name, "aws", ("s3",), "s3://my-bucket/cloudhop")
     endpoint = require(o, "endpoint", name, "aws", "https://serving.example.com")
     region = o.get("region") or secrets.get("region_name") or "us-east-1"
     endpoint_url = o.get("endpoint_url") or secrets.get("endpoint_url")

@@ -25,7 +25,8 @@ from typing import Any
 from cloudhop.providers.azure.manifests import CONTAINER_APP
 from cloudhop.store import Store
 from cloudhop.targets.base import TargetError
-from cloudhop.targets.cloud import CloudTarget, Endpoint, check_options, description_for, gitops_control, require
+from cloudhop.targets.cloud import (CloudTarget, Endpoint, check_options, description_for, gitops_control, require,
+                                    require_store)
 from cloudhop.targets.description import version_of
 from cloudhop.targets.manifests import render_kind
 
@@ -95,9 +96,7 @@ def from_spec(spec_target: Any, spec: Any, secrets: dict[str, Any] | None = None
     o, name = dict(spec_target.options), spec_target.name
     check_options(o, OPTIONS, name, "azure")
     secrets = dict(secrets or {})
-    store_uri = require(o, "store", name, "azure", "az://container/cloudhop")
-    if not store_uri.startswith(("az://", "abfs://", "abfss://")):
-        raise TargetError(f"targets.{name}.options.store must be an az:// URI, got {store_uri!r}")
+    store_uri = require_store(o, name, "azure", ("az", "abfs", "abfss"), "az://container/cloudhop")
     desc = description_for(spec_target, spec, o)
 
     def render_version(version: str) -> Any:

@@ -28,7 +28,7 @@ from cloudhop.providers.coreweave.manifests import KSERVE, KUBERNETES
 from cloudhop.store import Store
 from cloudhop.targets.base import TargetError
 from cloudhop.targets.cloud import (CloudTarget, Endpoint, check_options, description_for, gitops_control,
-                                    find_version, require)
+                                    find_version, require, require_store)
 from cloudhop.targets.description import ServingDescription
 from cloudhop.targets.manifests import render_kind
 
@@ -90,10 +90,8 @@ def from_spec(spec_target: Any, spec: Any, secrets: dict[str, Any] | None = None
     o, name = dict(spec_target.options), spec_target.name
     check_options(o, OPTIONS, name, "coreweave")
     secrets = dict(secrets or {})
-    store_uri = require(o, "store", name, "coreweave", "s3://my-cw-bucket/cloudhop")
-    if not store_uri.startswith("s3://"):
-        raise TargetError(f"targets.{name}.options.store must be an s3:// URI (CoreWeave object storage speaks "
-                          f"S3), got {store_uri!r}")
+    store_uri = require_store(o, name, "coreweave", ("s3",), "s3://my-cw-bucket/cloudhop",
+                              " (CoreWeave object storage speaks S3)")
     endpoint_url = o.get("endpoint_url") or secrets.get("endpoint_url") or require(
         o, "endpoint_url", name, "coreweave", "https://cwobject.com")
     workload = o.get("workload", "deployment")

@@ -26,7 +26,8 @@ from typing import Any
 from cloudhop.providers.gcp.manifests import CLOUD_RUN
 from cloudhop.store import Store
 from cloudhop.targets.base import TargetError
-from cloudhop.targets.cloud import CloudTarget, Endpoint, check_options, description_for, gitops_control, require
+from cloudhop.targets.cloud import (CloudTarget, Endpoint, check_options, description_for, gitops_control, require,
+                                    require_store)
 from cloudhop.targets.description import version_of
 from cloudhop.targets.manifests import render_kind
 
@@ -109,9 +110,7 @@ def from_spec(spec_target: Any, spec: Any, secrets: dict[str, Any] | None = None
     o, name = dict(spec_target.options), spec_target.name
     check_options(o, OPTIONS, name, "gcp")
     secrets = dict(secrets or {})
-    store_uri = require(o, "store", name, "gcp", "gs://my-bucket/cloudhop")
-    if not store_uri.startswith(("gs://", "gcs://")):
-        raise TargetError(f"targets.{name}.options.store must be a gs:// URI, got {store_uri!r}")
+    store_uri = require_store(o, name, "gcp", ("gs", "gcs"), "gs://my-bucket/cloudhop")
     desc = description_for(spec_target, spec, o)
     project = o.get("project") or secrets.get("project")
     region = o.get("region", "us-central1")
