@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["PipelineSpec", "SpecError", "load_spec", "parse_spec", "ColumnSpec"]
+from cloudhop import providers
+
+__all__ = ["PipelineSpec", "SpecError", "load_spec", "parse_spec", "ColumnSpec", "format_errors"]
 
 
 class SpecError(ValueError):
@@ -119,8 +121,15 @@ class DriftSpec(_Strict):
 
 class ServingTargetSpec(_Strict):
     name: str
-    kind: Literal["local", "aws", "gcp", "azure", "coreweave"]
+    kind: str = Field(description="a provider name (cloudhop.providers): local, aws, gcp, azure, coreweave, ...")
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in providers.names():
+            raise ValueError(f"unknown target kind {value!r}; known kinds: {', '.join(providers.names())}")
+        return value
 
 
 class FailoverSpec(_Strict):
@@ -227,7 +236,7 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _format_errors(err: ValidationError, source: str, what: str = "pipeline spec") -> str:
+def format_errors(err: ValidationError, source: str, what: str = "pipeline spec") -> str:
     """One line per problem: the dotted field path and what is wrong (shared with the cloud catalog)."""
     lines = []
     for e in err.errors():
@@ -249,7 +258,7 @@ def parse_spec(data: Any, source: str = "<dict>", overrides: dict[str, Any] | No
     try:
         return PipelineSpec.model_validate(data)
     except ValidationError as e:
-        raise SpecError(_format_errors(e, source)) from None
+        raise SpecError(format_errors(e, source)) from None
 
 
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineSpec:

@@ -24,10 +24,13 @@ WORKDIR /opt/cloudhop
 # Prefect 3.9 needs Python 3.11+: fail here, not at the first flow run, if the base is older.
 RUN python -c "import sys; assert sys.version_info >= (3, 11), 'base image has Python ' + sys.version"
 
-# Dependencies first, so a source change does not reinstall them. The base image's CUDA build
-# of torch is kept: the torch pin in constraints.txt is for CPU installs and is dropped here.
+# Dependencies first, so a source change does not reinstall them: the core and every cloud
+# provider's extra (one image serves every pool). The base image's CUDA build of torch is kept:
+# the torch pin in constraints.txt is for CPU installs and is dropped here.
 COPY pyproject.toml constraints.txt ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + [r for e in ('aws', 'gcp', 'azure', 'coreweave') \
+                                      for r in p['optional-dependencies'][e]]))" \
         > /tmp/requirements.txt \
  && grep -v '^torch' constraints.txt > /tmp/constraints.txt \
  && python -m pip install -c /tmp/constraints.txt -r /tmp/requirements.txt \

@@ -1,18 +1,18 @@
 """Thin Prefect tasks around cloudhop.targets.multi: snapshot, deploy one target, roll back, finalize.
 
-Credentials live in Prefect blocks: a target's `options.credentials` names an AwsCredentials
-(aws, coreweave), GcpCredentials (gcp) or AzureBlobStorageCredentials (azure) block, and
-`options.admin_token_secret` a Secret block. They are resolved here into plain values handed to
-the library; they are never logged nor returned.
+Credentials live in Prefect blocks: a target's `options.credentials` names a block of the type
+its provider declares (cloudhop.providers), and `options.admin_token_secret` a Secret block.
+They are resolved here into plain values handed to the library; they are never logged nor returned.
 """
 from __future__ import annotations
 
-import json
+import importlib
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from cloudhop import providers
 from cloudhop.registry import Registry
 from cloudhop.spec import PipelineSpec, ServingTargetSpec
 from cloudhop.targets import multi
@@ -23,35 +23,25 @@ class TargetDeployFailed(RuntimeError):
     """One target's deploy attempt failed (Prefect retries the task)."""
 
 
-def _secret(value: Any) -> Any:
-    return value.get_secret_value() if hasattr(value, "get_secret_value") else value
+def _plain(value: Any) -> Any:
+    """A block's dumped fields with every secret revealed (SecretStr, SecretDict), recursively."""
+    if hasattr(value, "get_secret_value"):
+        value = value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def target_secrets(target: ServingTargetSpec) -> dict[str, Any]:
-    """Plain credentials for one target, from the Prefect blocks its options name."""
+    """Plain credentials for one target, from the Prefect blocks its options name: the block type is
+    the one the target's provider declares (cloudhop.providers.<kind>: `credentials`)."""
     o, out = target.options, {}
     block = o.get("credentials")
-    if block and target.kind in ("aws", "coreweave"):
-        from prefect_aws import AwsCredentials
-
-        c = AwsCredentials.load(block)
-        out.update(aws_access_key_id=c.aws_access_key_id, aws_secret_access_key=_secret(c.aws_secret_access_key),
-                   aws_session_token=c.aws_session_token, region_name=c.region_name,
-                   endpoint_url=c.aws_client_parameters.endpoint_url)
-    elif block and target.kind == "gcp":
-        from prefect_gcp import GcpCredentials
-
-        c = GcpCredentials.load(block)
-        info = _secret(c.service_account_info)
-        if not info and c.service_account_file:
-            info = json.loads(open(c.service_account_file).read())
-        out.update(service_account_info=info or None, project=c.project)
-    elif block and target.kind == "azure":
-        from prefect_azure import AzureBlobStorageCredentials
-
-        c = AzureBlobStorageCredentials.load(block)
-        out.update(connection_string=_secret(c.connection_string), client_id=c.client_id, tenant_id=c.tenant_id,
-                   client_secret=_secret(c.client_secret))
+    kind = providers.get(target.kind).credentials
+    if block and kind is not None:
+        module, cls = kind.block_class.split(":")
+        loaded = getattr(importlib.import_module(module), cls).load(block)
+        out.update(kind.to_secrets(_plain(loaded.model_dump())))
     if o.get("admin_token_secret"):
         from prefect.blocks.system import Secret
 

@@ -5,6 +5,7 @@ this module only reads and writes the Prefect API.
 """
 from __future__ import annotations
 
+import importlib
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,6 +18,7 @@ from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterEndTime,
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
+from cloudhop import providers
 from cloudhop.clouds import (Catalog, CurrentPool, DesiredPool, Failure, PoolChange, build_template, failure_from_run,
                              plan_pools, pool_description)
 from cloudhop.clouds.failures import TRAIN_TAG
@@ -26,20 +28,13 @@ __all__ = ["worker_default_template", "desired_pools", "read_current_pools", "ap
 
 
 def worker_default_template(pool_type: str) -> dict[str, Any]:
-    """The installed worker's default base job template for `pool_type`."""
-    if pool_type == "kubernetes":
-        from prefect_kubernetes.worker import KubernetesWorker as W
-    elif pool_type == "ecs":
-        from prefect_aws.workers.ecs_worker import ECSWorker as W
-    elif pool_type == "vertex-ai":
-        from prefect_gcp.workers.vertex import VertexAIWorker as W
-    elif pool_type == "azure-container-instance":
-        from prefect_azure.workers.container_instance import AzureContainerWorker as W
-    elif pool_type == "process":
-        from prefect.workers.process import ProcessWorker as W
-    else:
-        raise ValueError(f"no worker known for pool type {pool_type!r}")
-    return W.get_default_base_job_template()
+    """The installed worker's default base job template for `pool_type` (the worker class is the
+    pool type's, as its provider declares it)."""
+    try:
+        module, cls = providers.pool_type(pool_type).worker.split(":")
+    except providers.ProviderError as e:
+        raise ValueError(f"no worker known for pool type {pool_type!r}: {e}") from None
+    return getattr(importlib.import_module(module), cls).get_default_base_job_template()
 
 
 def desired_pools(catalog: Catalog, templates: dict[str, dict[str, Any]] | None = None,

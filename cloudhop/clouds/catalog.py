@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cloudhop.spec import _format_errors
+from cloudhop import providers
+from cloudhop.spec import format_errors
 
 __all__ = ["Catalog", "Cloud", "WorkPool", "Offer", "ObjectStore", "CatalogError", "load_catalog",
            "parse_catalog", "DEFAULT_IMAGE", "CPU"]
@@ -25,7 +26,6 @@ __all__ = ["Catalog", "Cloud", "WorkPool", "Offer", "ObjectStore", "CatalogError
 DEFAULT_IMAGE = "ghcr.io/cloudhop/train:latest"
 CPU = "cpu"  # the GPU type of an offer without accelerators
 
-PoolType = Literal["kubernetes", "ecs", "vertex-ai", "azure-container-instance", "process"]
 _NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
 
@@ -39,9 +39,17 @@ class _Strict(BaseModel):
 
 class WorkPool(_Strict):
     name: str = Field(pattern=_NAME, description="Prefect work pool name")
-    type: PoolType = Field(description="worker type")
+    type: str = Field(description="worker type: one a provider declares (kubernetes, ecs, vertex-ai, ...)")
     defaults: dict[str, Any] = Field(
         default_factory=dict, description="job-variable defaults written into the pool's base job template")
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        known = providers.pool_type_names()
+        if value not in known:
+            raise ValueError(f"unknown work-pool type {value!r}; the providers declare: {', '.join(known)}")
+        return value
 
 
 class Offer(_Strict):
@@ -144,7 +152,7 @@ def parse_catalog(data: Any, source: str = "<dict>") -> Catalog:
     try:
         return Catalog.model_validate(data)
     except ValidationError as e:
-        raise CatalogError(_format_errors(e, source, what="cloud catalog")) from None
+        raise CatalogError(format_errors(e, source, what="cloud catalog")) from None
 
 
 def load_catalog(path: str | Path) -> Catalog:

@@ -18,6 +18,8 @@ from typing import Any
 
 import fsspec
 
+from cloudhop import providers
+
 __all__ = ["Store", "open_store", "sha256_bytes", "sha256_file", "StoreError"]
 
 
@@ -156,8 +158,9 @@ class Store:
     def write_bytes_if_absent(self, key: str, data: bytes) -> bool:
         """Create key only when it does not exist yet. Returns False when it did.
 
-        Local: an exclusive hard link of a fully written temp file (atomic, race-free).
-        S3: a conditional PUT (If-None-Match: *). Other object stores: check, then put.
+        Local: an exclusive hard link of a fully written temp file (atomic, race-free). An object
+        store whose provider has a create-only write uses it (S3: a conditional PUT with
+        If-None-Match: *, cloudhop.providers.aws); other object stores: check, then put.
         """
         path = self._path(key)
         if self.is_local:
@@ -176,18 +179,9 @@ class Store:
                 return True
             finally:
                 os.unlink(tmp)
-        if self.protocol == "s3":
-            bucket, _, obj = path.partition("/")
-            client = self._s3_client()
-            try:
-                client.put_object(Bucket=bucket, Key=obj, Body=data, IfNoneMatch="*")
-            except Exception as e:  # botocore ClientError: PreconditionFailed
-                code = getattr(e, "response", {}).get("Error", {}).get("Code", "")
-                if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                    return False
-                raise
-            self.fs.invalidate_cache(path)
-            return True
+        provider = providers.for_protocol(self.protocol)
+        if provider is not None and provider.put_if_absent is not None:
+            return provider.put_if_absent(self, path, data)
         if self.fs.exists(path):
             return False
         self.fs.pipe_file(path, data)
@@ -202,19 +196,6 @@ class Store:
             self.fs.rm(self._path(key), recursive=True)
         except FileNotFoundError:
             pass
-
-    def _s3_client(self):
-        import boto3  # only the S3 path needs it
-
-        client_kwargs = dict(self.storage_options.get("client_kwargs", {}))
-        endpoint = self.storage_options.get("endpoint_url") or client_kwargs.get("endpoint_url")
-        return boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id=self.storage_options.get("key"),
-            aws_secret_access_key=self.storage_options.get("secret"),
-            region_name=client_kwargs.get("region_name"),
-        )
 
     def __repr__(self) -> str:
         return f"Store({self.uri!r})"

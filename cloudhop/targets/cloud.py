@@ -17,10 +17,10 @@ import httpx
 from cloudhop.registry import Registry
 from cloudhop.store import Store
 from cloudhop.targets.base import SmokeResult, TargetError, compare_predictions
-from cloudhop.targets.manifests import ServingDescription
+from cloudhop.targets.description import VERSION_ENV, ServingDescription, load_description
 
 __all__ = ["ControlPlane", "CloudTarget", "Endpoint", "ManifestStore", "copy_version", "description_for", "find_version",
-           "gitops_control", "require", "check_options"]
+           "gitops_control", "require", "require_store", "check_options"]
 
 
 def copy_version(registry: Registry, dest: Store, version: str) -> int:
@@ -147,8 +147,6 @@ class ManifestStore:
 
 def find_version(obj: Any) -> str | None:
     """The CLOUDHOP_VERSION value anywhere in a manifest."""
-    from cloudhop.targets.manifests import VERSION_ENV
-
     if isinstance(obj, dict):
         if obj.get("name") == VERSION_ENV and "value" in obj:
             return str(obj["value"])
@@ -168,8 +166,6 @@ def description_for(spec_target: Any, spec: Any, options: dict[str, Any]) -> Ser
     """The serving description of a target: the file named by options['description'] (default
     deployments/serving/serving.yaml when present) with the model and a per-target name."""
     from pathlib import Path
-
-    from cloudhop.targets.manifests import load_description
 
     path = options.get("description") or "deployments/serving/serving.yaml"
     if Path(path).exists():
@@ -253,6 +249,16 @@ def require(options: dict[str, Any], key: str, target: str, kind: str, example: 
     if not options.get(key):
         raise TargetError(f"targets.{target}.options.{key} is required for a {kind} target (e.g. {example})")
     return options[key]
+
+
+def require_store(options: dict[str, Any], target: str, kind: str, schemes: tuple[str, ...], example: str,
+                  note: str = "") -> str:
+    """options['store']: required, and a URI of one of `schemes` (the first names it in the error)."""
+    uri = require(options, "store", target, kind, example)
+    if not uri.startswith(tuple(f"{s}://" for s in schemes)):
+        article = "an" if schemes[0][0] in "aefhilmnorsx" else "a"  # as its first letter is said: an s3, a gs
+        raise TargetError(f"targets.{target}.options.store must be {article} {schemes[0]}:// URI{note}, got {uri!r}")
+    return uri
 
 
 def check_options(options: dict[str, Any], known: set[str], target: str, kind: str) -> None:

@@ -15,7 +15,8 @@ from cloudhop.serving.app import RequestError, parse_rows
 from cloudhop.serving.log import PredictionLog, part_key, read_prediction_log
 from cloudhop.spec import parse_spec
 from cloudhop.store import Store
-from cloudhop.targets import KINDS, SmokeResult, Target, TargetError, build_target, deploy_to_target
+from cloudhop import providers
+from cloudhop.targets import SmokeResult, Target, TargetError, build_target, deploy_to_target
 from cloudhop.targets.base import compare_predictions
 from cloudhop.targets.local import LocalTarget
 
@@ -161,10 +162,11 @@ def test_build_target_maps_kinds():
     t = build_target(spec.targets[0], spec)
     assert isinstance(t, LocalTarget) and isinstance(t, Target)
     assert (t.name, t.port, t.model, t.store_uri, t.url) == ("dev", 9123, "m", "/tmp/s", "http://127.0.0.1:9123")
-    assert set(KINDS) == {"local", "aws", "gcp", "azure", "coreweave"}
+    assert set(providers.names()) == {"local", "aws", "gcp", "azure", "coreweave"}
     with pytest.raises(TargetError, match="unknown option.*prot"):
         build_target(spec.targets[2], spec)
-    assert all(":" in path for path in KINDS.values())
+    assert all(providers.get(kind).name == kind and callable(providers.get(kind).target)
+               for kind in providers.names())
 
 
 # -- deploy decisions, against an in-memory target ----------------------------------------------------

@@ -82,3 +82,11 @@ def test_bad_yaml_and_missing_file(tmp_path):
     p.write_text("- a list")
     with pytest.raises(SpecError, match="expected a mapping"):
         load_spec(p)
+
+
+def test_target_kind_must_be_a_registered_provider():
+    with pytest.raises(SpecError) as e:
+        parse_spec(spec_with(targets=[{"name": "t", "kind": "lambda"}]), "x.yaml")
+    assert "targets.0.kind" in str(e.value)
+    assert "unknown target kind 'lambda'; known kinds: aws, azure, coreweave, gcp, local" in str(e.value)
+    assert parse_spec(spec_with(targets=[{"name": "t", "kind": "coreweave"}])).targets[0].kind == "coreweave"

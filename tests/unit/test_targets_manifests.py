@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cloudhop.targets import manifests as mf
-from cloudhop.targets.manifests import ManifestError, ServingDescription, render, validate
+from cloudhop.providers import manifest_kind_names
+from cloudhop.targets import description as mf
+from cloudhop.targets.description import ManifestError, ServingDescription
+from cloudhop.targets.manifests import main, render, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 DESC = ServingDescription(name="flights-serving", model="flights", image="ghcr.io/x/serve:1",
@@ -17,7 +19,7 @@ DESC = ServingDescription(name="flights-serving", model="flights", image="ghcr.i
 KW = dict(version="7", store="s3://bucket/root", target="t1")
 
 
-@pytest.mark.parametrize("cloud", mf.CLOUDS)
+@pytest.mark.parametrize("cloud", manifest_kind_names())
 def test_every_cloud_renders_a_valid_manifest_that_runs_the_version(cloud):
     m = render(DESC, cloud, **KW)
     text = json.dumps(m)
@@ -86,6 +88,6 @@ def test_a_bad_description_says_where(tmp_path):
 
 
 def test_the_committed_manifests_are_generated_from_the_committed_description(tmp_path):
-    mf.main([str(ROOT / "deployments/serving/serving.yaml"), "--out", str(tmp_path)])
+    main([str(ROOT / "deployments/serving/serving.yaml"), "--out", str(tmp_path)])
     for f in sorted((ROOT / "deployments/serving/generated").iterdir()):
         assert (tmp_path / f.name).read_text() == f.read_text(), f"{f.name} is stale: regenerate it"

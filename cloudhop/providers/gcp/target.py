@@ -12,21 +12,26 @@
         service_account: serving@my-project.iam.gserviceaccount.com
         credentials: gcp-prod         # Prefect GcpCredentials block (optional: else ADC)
 
-google.cloud.* is imported only in this module. The Cloud Run client has no local emulator:
+google.* is imported only inside cloudhop/providers/gcp/. The Cloud Run client has no local emulator:
 tests exercise the rendered, schema-checked service and the gitops path; `CloudRunService`
 is a thin wrapper over `run_v2.ServicesClient` (get / create / update, wait for the operation).
 """
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
+from cloudhop.providers.gcp.manifests import CLOUD_RUN
 from cloudhop.store import Store
 from cloudhop.targets.base import TargetError
-from cloudhop.targets.cloud import CloudTarget, Endpoint, check_options, description_for, gitops_control, require
-from cloudhop.targets.manifests import render, version_of
+from cloudhop.targets.cloud import (CloudTarget, Endpoint, check_options, description_for, gitops_control, require,
+                                    require_store)
+from cloudhop.targets.description import version_of
+from cloudhop.targets.manifests import render_kind
 
-__all__ = ["GcpTarget", "CloudRunService", "from_spec", "gcs_options"]
+__all__ = ["GcpTarget", "CloudRunService", "from_spec", "gcs_options", "secrets_from_block"]
 
 OPTIONS = {"store", "endpoint", "project", "region", "control", "manifests", "service_account", "credentials",
            "admin_token_secret", "description", "image", "service", "hot_swap", "endpoint_url"}
@@ -44,6 +49,14 @@ def gcs_options(secrets: dict[str, Any], project: str | None, endpoint_url: str 
         opts["endpoint_url"] = endpoint_url
         opts.setdefault("token", "anon")
     return opts
+
+
+def secrets_from_block(block: dict[str, Any]) -> dict[str, Any]:
+    """A target's secrets from a GcpCredentials block's fields (service account info, else its file)."""
+    info = block.get("service_account_info")
+    if not info and block.get("service_account_file"):
+        info = json.loads(Path(block["service_account_file"]).read_text())
+    return {"service_account_info": info or None, "project": block.get("project")}
 
 
 def _credentials(secrets: dict[str, Any]):
@@ -69,7 +82,7 @@ class CloudRunService:
     def apply(self, version: str) -> dict[str, Any]:
         from google.api_core.exceptions import NotFound
 
-        svc = self._run_v2.Service.from_json(__import__("json").dumps(self._render(version)))
+        svc = self._run_v2.Service.from_json(json.dumps(self._render(version)))
         try:
             self.client.get_service(name=self.name)
             svc.name = self.name
@@ -97,16 +110,14 @@ def from_spec(spec_target: Any, spec: Any, secrets: dict[str, Any] | None = None
     o, name = dict(spec_target.options), spec_target.name
     check_options(o, OPTIONS, name, "gcp")
     secrets = dict(secrets or {})
-    store_uri = require(o, "store", name, "gcp", "gs://my-bucket/cloudhop")
-    if not store_uri.startswith(("gs://", "gcs://")):
-        raise TargetError(f"targets.{name}.options.store must be a gs:// URI, got {store_uri!r}")
+    store_uri = require_store(o, name, "gcp", ("gs", "gcs"), "gs://my-bucket/cloudhop")
     desc = description_for(spec_target, spec, o)
     project = o.get("project") or secrets.get("project")
     region = o.get("region", "us-central1")
 
     def render_version(version: str) -> Any:
-        return render(desc, "cloud-run", version=version, store=store_uri, target=name,
-                      service_account=o.get("service_account"))
+        return render_kind(CLOUD_RUN, desc, version=version, store=store_uri, target=name,
+                           service_account=o.get("service_account"))
 
     mode = o.get("control", "cloud-run")
     if mode == "gitops":

@@ -14,7 +14,7 @@
         manifests: az://ops/manifests
         credentials: azure-blob-prod          # Prefect AzureBlobStorageCredentials block
 
-azure.* is imported only in this module. Container Apps have no local emulator: tests exercise
+azure.* is imported only inside cloudhop/providers/azure/. Container Apps have no local emulator: tests exercise
 the rendered, schema-checked app and the gitops path; `ContainerApps` is a thin wrapper over
 `ContainerAppsAPIClient.container_apps` (get / begin_create_or_update).
 """
@@ -22,12 +22,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from cloudhop.providers.azure.manifests import CONTAINER_APP
 from cloudhop.store import Store
 from cloudhop.targets.base import TargetError
-from cloudhop.targets.cloud import CloudTarget, Endpoint, check_options, description_for, gitops_control, require
-from cloudhop.targets.manifests import render, version_of
+from cloudhop.targets.cloud import (CloudTarget, Endpoint, check_options, description_for, gitops_control, require,
+                                    require_store)
+from cloudhop.targets.description import version_of
+from cloudhop.targets.manifests import render_kind
 
-__all__ = ["AzureTarget", "ContainerApps", "from_spec", "blob_options"]
+__all__ = ["AzureTarget", "ContainerApps", "from_spec", "blob_options", "secrets_from_block"]
 
 OPTIONS = {"store", "account_name", "endpoint", "subscription_id", "resource_group", "location", "environment_id",
            "control", "manifests", "credentials", "admin_token_secret", "description", "image", "service",
@@ -48,6 +51,11 @@ def blob_options(secrets: dict[str, Any], account_name: str | None) -> dict[str,
     return opts
 
 
+def secrets_from_block(block: dict[str, Any]) -> dict[str, Any]:
+    """A target's secrets from an AzureBlobStorageCredentials block's fields."""
+    return {k: block.get(k) for k in ("connection_string", "client_id", "tenant_id", "client_secret")}
+
+
 class ContainerApps:
     """The Container Apps ARM API for one app: create or update it to a version, read it back."""
 
@@ -65,7 +73,7 @@ class ContainerApps:
         self.client = ContainerAppsAPIClient(cred, subscription_id)
 
     def apply(self, version: str) -> dict[str, Any]:
-        done = self.client.container_apps.begin_create_or_update(
+        done: Any = self.client.container_apps.begin_create_or_update(
             self.resource_group, self.app, self._render(version)).result()
         return {"revision": done.properties.latest_revision_name}
 
@@ -73,7 +81,7 @@ class ContainerApps:
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            app = self.client.container_apps.get(self.resource_group, self.app)
+            app: Any = self.client.container_apps.get(self.resource_group, self.app)
         except ResourceNotFoundError:
             return None
         env = app.properties.template.containers[0].env or []
@@ -88,14 +96,12 @@ def from_spec(spec_target: Any, spec: Any, secrets: dict[str, Any] | None = None
     o, name = dict(spec_target.options), spec_target.name
     check_options(o, OPTIONS, name, "azure")
     secrets = dict(secrets or {})
-    store_uri = require(o, "store", name, "azure", "az://container/cloudhop")
-    if not store_uri.startswith(("az://", "abfs://", "abfss://")):
-        raise TargetError(f"targets.{name}.options.store must be an az:// URI, got {store_uri!r}")
+    store_uri = require_store(o, name, "azure", ("az", "abfs", "abfss"), "az://container/cloudhop")
     desc = description_for(spec_target, spec, o)
 
     def render_version(version: str) -> Any:
-        return render(desc, "container-app", version=version, store=store_uri, target=name,
-                      location=o.get("location", "westeurope"), environment_id=o.get("environment_id"))
+        return render_kind(CONTAINER_APP, desc, version=version, store=store_uri, target=name,
+                           location=o.get("location", "westeurope"), environment_id=o.get("environment_id"))
 
     mode = o.get("control", "container-apps")
     if mode == "gitops":

@@ -14,7 +14,8 @@
         manifests: s3://ops/manifests                   # where gitops writes (gitops)
         credentials: coreweave-object-storage           # Prefect AwsCredentials block (access key + secret)
 
-The S3 client (s3fs/boto) is reached only through the store; kubectl is a subprocess.
+The S3 client (s3fs/boto) is reached only through the store (the S3 pieces are the aws provider's);
+kubectl is a subprocess.
 """
 from __future__ import annotations
 
@@ -22,11 +23,14 @@ import json
 import subprocess
 from typing import Any
 
+from cloudhop.providers.aws.store import s3_options
+from cloudhop.providers.coreweave.manifests import KSERVE, KUBERNETES
 from cloudhop.store import Store
 from cloudhop.targets.base import TargetError
 from cloudhop.targets.cloud import (CloudTarget, Endpoint, check_options, description_for, gitops_control,
-                                    find_version, require)
-from cloudhop.targets.manifests import ServingDescription, render
+                                    find_version, require, require_store)
+from cloudhop.targets.description import ServingDescription
+from cloudhop.targets.manifests import render_kind
 
 __all__ = ["CoreWeaveTarget", "Kubectl", "from_spec"]
 
@@ -74,24 +78,20 @@ class CoreWeaveTarget(CloudTarget):
 
 def _render_fn(desc: ServingDescription, workload: str, store_uri: str, target: str, namespace: str,
                server_opts: dict[str, Any] | None):
-    cloud = "kserve" if workload == "kserve" else "kubernetes"
+    kind = KSERVE if workload == "kserve" else KUBERNETES
 
     def render_version(version: str) -> Any:
-        return render(desc, cloud, version=version, store=store_uri, target=target, namespace=namespace,
-                      store_options=server_opts)
+        return render_kind(kind, desc, version=version, store=store_uri, target=target, namespace=namespace,
+                           store_options=server_opts)
     return render_version
 
 
 def from_spec(spec_target: Any, spec: Any, secrets: dict[str, Any] | None = None) -> CoreWeaveTarget:
-    from cloudhop.targets.aws import s3_options
-
     o, name = dict(spec_target.options), spec_target.name
     check_options(o, OPTIONS, name, "coreweave")
     secrets = dict(secrets or {})
-    store_uri = require(o, "store", name, "coreweave", "s3://my-cw-bucket/cloudhop")
-    if not store_uri.startswith("s3://"):
-        raise TargetError(f"targets.{name}.options.store must be an s3:// URI (CoreWeave object storage speaks "
-                          f"S3), got {store_uri!r}")
+    store_uri = require_store(o, name, "coreweave", ("s3",), "s3://my-cw-bucket/cloudhop",
+                              " (CoreWeave object storage speaks S3)")
     endpoint_url = o.get("endpoint_url") or secrets.get("endpoint_url") or require(
         o, "endpoint_url", name, "coreweave", "https://cwobject.com")
     workload = o.get("workload", "deployment")

@@ -13,36 +13,32 @@ the tasks layer resolves into `secrets`):
         region: us-east-1
         credentials: aws-prod                        # Prefect block name (optional)
 
-boto3 is imported only in this module.
+boto3 is imported only inside cloudhop/providers/aws/.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from cloudhop.providers.aws.manifests import ECS
+from cloudhop.providers.aws.store import s3_options
 from cloudhop.store import Store
-from cloudhop.targets.base import TargetError
-from cloudhop.targets.cloud import CloudTarget, Endpoint, check_options, description_for, require
-from cloudhop.targets.manifests import ServingDescription, render, version_of
+from cloudhop.targets.cloud import CloudTarget, Endpoint, check_options, description_for, require, require_store
+from cloudhop.targets.description import ServingDescription, version_of
+from cloudhop.targets.manifests import render_kind
 
-__all__ = ["AwsTarget", "EcsService", "from_spec", "s3_options"]
+__all__ = ["AwsTarget", "EcsService", "from_spec", "secrets_from_block"]
 
 OPTIONS = {"store", "endpoint", "cluster", "service", "region", "endpoint_url", "credentials", "admin_token_secret",
            "description", "image", "execution_role_arn", "task_role_arn", "subnets", "security_groups",
            "hot_swap"}
 
 
-def s3_options(secrets: dict[str, Any], region: str | None, endpoint_url: str | None) -> dict[str, Any]:
-    """s3fs storage options from plain credentials (empty -> the default AWS credential chain)."""
-    opts: dict[str, Any] = {}
-    if secrets.get("aws_access_key_id"):
-        opts["key"] = secrets["aws_access_key_id"]
-        opts["secret"] = secrets.get("aws_secret_access_key")
-        if secrets.get("aws_session_token"):
-            opts["token"] = secrets["aws_session_token"]
-    client_kwargs = {k: v for k, v in (("region_name", region), ("endpoint_url", endpoint_url)) if v}
-    if client_kwargs:
-        opts["client_kwargs"] = client_kwargs
-    return opts
+def secrets_from_block(block: dict[str, Any]) -> dict[str, Any]:
+    """A target's secrets from an AwsCredentials block's fields (also CoreWeave's object storage keys)."""
+    return {"aws_access_key_id": block.get("aws_access_key_id"),
+            "aws_secret_access_key": block.get("aws_secret_access_key"),
+            "aws_session_token": block.get("aws_session_token"), "region_name": block.get("region_name"),
+            "endpoint_url": (block.get("aws_client_parameters") or {}).get("endpoint_url")}
 
 
 class EcsService:
@@ -57,7 +53,7 @@ class EcsService:
 
         self.target, self.desc, self.store_uri = target, desc, store_uri
         self.cluster, self.service, self.region = cluster, service, region
-        self.roles = {"execution_role_arn": execution_role_arn, "task_role_arn": task_role_arn}
+        self.roles: dict[str, Any] = {"execution_role_arn": execution_role_arn, "task_role_arn": task_role_arn}
         self.network = {"subnets": subnets or [], "security_groups": security_groups or []}
         self.store_options = store_options
         kw = {k: secrets[k] for k in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
@@ -65,8 +61,8 @@ class EcsService:
         self.ecs = boto3.session.Session(region_name=region, **kw).client("ecs", endpoint_url=endpoint_url)
 
     def task_definition(self, version: str) -> dict[str, Any]:
-        return render(self.desc, "ecs", version=version, store=self.store_uri, target=self.target,
-                      region=self.region, store_options=self.store_options, **self.roles)
+        return render_kind(ECS, self.desc, version=version, store=self.store_uri, target=self.target,
+                           region=self.region, store_options=self.store_options, **self.roles)
 
     def apply(self, version: str) -> dict[str, Any]:
         td = self.ecs.register_task_definition(**self.task_definition(version))["taskDefinition"]
@@ -102,9 +98,7 @@ def from_spec(spec_target: Any, spec: Any, secrets: dict[str, Any] | None = None
     o, name = dict(spec_target.options), spec_target.name
     check_options(o, OPTIONS, name, "aws")
     secrets = dict(secrets or {})
-    store_uri = require(o, "store", name, "aws", "s3://my-bucket/cloudhop")
-    if not store_uri.startswith("s3://"):
-        raise TargetError(f"targets.{name}.options.store must be an s3:// URI, got {store_uri!r}")
+    store_uri = require_store(o, name, "aws", ("s3",), "s3://my-bucket/cloudhop")
     endpoint = require(o, "endpoint", name, "aws", "https://serving.example.com")
     region = o.get("region") or secrets.get("region_name") or "us-east-1"
     endpoint_url = o.get("endpoint_url") or secrets.get("endpoint_url")
