@@ -29,17 +29,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cloudhop.data import is_source
 from cloudhop.training.preprocess import Preprocessor, category_keys
 from cloudhop.training.trainer import (CheckpointStore, TrainConfig, TrainingError, TrainResult, _check_compatible,
                                        _check_frame, _plain, _regression_target, _Run, check_layout,
                                        check_preprocessor, encode_binary, epoch_permutation, pick_device)
 
-__all__ = ["FrameSource", "is_source", "train_streamed", "fit_preprocessor"]
+__all__ = ["FrameSource", "train_streamed", "fit_preprocessor"]
 
 
 class FrameSource(Protocol):
-    partitions: Sequence[Any]
+    parts: Sequence[Any]
 
     def frames(self, columns: Sequence[str] | None = None, *, order: Sequence[int] | None = None
                ) -> Iterator[pd.DataFrame]: ...
@@ -119,7 +118,7 @@ def train_streamed(source: FrameSource, valid: pd.DataFrame | FrameSource, *, ca
     moments = {c: _Moments() for c in numeric}
     target_counts = pd.Series(dtype="int64")
     target_moments = _Moments()
-    for i in range(len(source.partitions)):
+    for i in range(len(source.parts)):
         df = _read(source, i, cols)
         lengths.append(len(df))
         if preprocessor is None:
@@ -159,9 +158,9 @@ def train_streamed(source: FrameSource, valid: pd.DataFrame | FrameSource, *, ca
     else:
         check_preprocessor(preprocessor, categorical, numeric)
 
-    if is_source(valid):
-        valid_frames: Iterable[pd.DataFrame] = (_read(valid, i, cols, "validation")  # type: ignore[arg-type]
-                                                for i in range(len(valid.partitions)))  # type: ignore[union-attr]
+    if not isinstance(valid, pd.DataFrame):
+        valid_frames: Iterable[pd.DataFrame] = (_read(valid, i, cols, "validation")
+                                                for i in range(len(valid.parts)))
     else:
         _check_frame(valid, cols, "validation data")  # type: ignore[arg-type]
         valid_frames = [valid]  # type: ignore[list-item]

@@ -25,7 +25,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from cloudhop.data import is_source
 from cloudhop.store import Store
 from cloudhop.training.model import TabularNet
 from cloudhop.training.preprocess import Preprocessor
@@ -319,11 +318,14 @@ def train(train_df: pd.DataFrame, valid_df: pd.DataFrame, *, categorical: list[s
     Binary targets map to 0/1 as in encode_binary. Reported losses are BCE (binary) or MSE on the
     standardised target (regression). Runs inside a forked RNG, so the caller's RNG state is untouched.
 
-    ``train_df`` (and ``valid_df``) may also be a partition source, e.g. a
-    cloudhop.data.dask.PartitionedDataset: the training window is then streamed a partition at a
-    time (cloudhop.training.stream).
+    ``train_df`` (and ``valid_df``) may also be a cloudhop.data Table: one held in memory is
+    trained on as its frame; a partitioned one is streamed a part at a time (cloudhop.training.stream).
     """
-    if is_source(train_df):
+    if not isinstance(valid_df, pd.DataFrame) and valid_df.in_memory:
+        valid_df = valid_df.to_pandas()
+    if not isinstance(train_df, pd.DataFrame) and train_df.in_memory:
+        train_df = train_df.to_pandas()
+    if not isinstance(train_df, pd.DataFrame):
         from cloudhop.training.stream import train_streamed
 
         return train_streamed(train_df, valid_df, categorical=categorical, numeric=numeric, target=target,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cloudhop.validation.suite import DTYPE_CHECK, KIND_DTYPES
+from cloudhop.validation.expectation import DTYPE_CHECK, KIND_DTYPES
 
 __all__ = ["ExpectationFailure", "ValidationResult", "ValidationError", "raise_for"]
 
