@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 import numpy as np
 import pandas as pd
 
-from cloudhop.data import Executor, Table, Windows, open_table, split as split_windows
+from cloudhop.data import Executor, Table, Windows, open_table, split as split_table
 from cloudhop.registry import ModelVersion, Registry
 from cloudhop.registry.revision import code_revision
 from cloudhop.spec import PipelineSpec
@@ -50,7 +50,7 @@ def check_data(table: Table, spec: PipelineSpec, executor: Executor | None = Non
 
 
 def split(table: Table, spec: PipelineSpec, executor: Executor | None = None) -> Windows:
-    return split_windows(table, spec, executor)
+    return split_table(table, spec, executor)
 
 
 # Steps that need one frame of a window take a seeded sample of it (the whole window when

@@ -266,7 +266,7 @@ def _footer(fs: Any, path: str, uri: str) -> Any:
 
 def _footer_key(name: str, md: Any) -> bytes:
     """What identifies a file's content without reading it: name, schema, row groups' sizes and statistics."""
-    items: list[Any] = [name, str(md.schema), md.num_rows]
+    items: list[Any] = [name, md.schema.to_arrow_schema().to_string(show_schema_metadata=False), md.num_rows]
     for g in range(md.num_row_groups):
         rg = md.row_group(g)
         items.append((rg.num_rows, rg.total_byte_size))

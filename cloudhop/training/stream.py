@@ -1,9 +1,9 @@
 """Training on a partitioned training window, streamed: one partition in memory at a time
 (plus the next one, read ahead), never the whole window.
 
-`train()` comes here when `train_df` is a partition source: an object with `partitions`
+`train()` comes here when `train_df` is a partitioned table: an object with `parts`
 (a sequence; one entry per partition) and `frames(columns, order=[i, ...])` yielding those
-partitions as pandas frames, e.g. cloudhop.data.dask.PartitionedDataset or one of its windows.
+partitions as pandas frames, e.g. cloudhop.data.ParquetTable or one of its windows.
 
 What differs from training on a frame:
 - a first pass over the partitions counts their rows and fits what training needs: the
