@@ -63,7 +63,7 @@ class Partition:
         import pyarrow.parquet as pq
 
         want = None if columns is None else list(dict.fromkeys(columns))
-        if want is not None and self.window is not None and self.time_column not in want:
+        if want is not None and self.window is not None and self.time_column and self.time_column not in want:
             want.append(self.time_column)
         fs, path = fsspec.core.url_to_fs(self.path, **dict(self.storage_options))
         try:
@@ -92,7 +92,7 @@ class Partition:
 
     def count(self) -> int:
         """Rows in the partition (in its window, when set: reads only the time column, unless counted)."""
-        if self.window is None:
+        if self.window is None or not self.time_column:
             return self.rows
         if self.counted is not None:
             return self.counted

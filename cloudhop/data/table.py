@@ -53,12 +53,21 @@ class Part(Protocol):
 class Table(Protocol):
     """A dataset of one or more parts, in row order (see the module docstring)."""
 
-    uri: str
-    columns: list[str]
-    fingerprint: str
+    @property
+    def uri(self) -> str: ...
 
     @property
-    def in_memory(self) -> bool: ...
+    def columns(self) -> list[str]: ...
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the data (the same data gives the same value, in any process)."""
+        ...
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the rows are held in memory as one frame (else read a part at a time)."""
+        ...
 
     @property
     def parts(self) -> Sequence[Part]: ...

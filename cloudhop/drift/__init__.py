@@ -136,11 +136,11 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, *, numeric: lis
     for c in numeric + categorical:  # Evidently refuses an all-null column: judge those here
         ref_empty, cur_empty = ref[c].isna().all(), cur[c].isna().all()
         if ref_empty or cur_empty:
-            drifted = not (ref_empty and cur_empty)
-            where = "both sides" if not drifted else ("reference" if ref_empty else "current")
-            columns[c] = {"stattest": "all null", "score": 1.0 if drifted else 0.0, "threshold": 1.0,
-                          "drifted": drifted}
-            notes.append(f"{c}: every value is null in {where}" + ("; counted as drifted" if drifted else
+            one_side = not (ref_empty and cur_empty)
+            where = "both sides" if not one_side else ("reference" if ref_empty else "current")
+            columns[c] = {"stattest": "all null", "score": 1.0 if one_side else 0.0, "threshold": 1.0,
+                          "drifted": one_side}
+            notes.append(f"{c}: every value is null in {where}" + ("; counted as drifted" if one_side else
                                                                       "; counted as not drifted"))
     compared = [c for c in numeric + categorical if c not in columns]
     page = None

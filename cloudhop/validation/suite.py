@@ -114,14 +114,14 @@ def load_suite(source: str | Path | dict[str, Any]) -> list[Expectation]:
                          f"'expectations' list (GX 1.x ExpectationSuite format)")
     suite_name = data.get("name") or data.get("expectation_suite_name") or where
     out = []
-    for i, e in enumerate(data["expectations"]):
-        if not isinstance(e, dict):
+    for i, item in enumerate(data["expectations"]):
+        if not isinstance(item, dict):
             raise SuiteError(f"user expectation suite {where}: expectations[{i}] is not an object")
-        type_ = e.get("type", e.get("expectation_type"))
+        type_ = item.get("type", item.get("expectation_type"))
         if not isinstance(type_, str) or not type_:
             raise SuiteError(f"user expectation suite {where}: expectations[{i}] has no 'type'")
-        kwargs = e.get("kwargs", {})
-        meta = e.get("meta") or {}
+        kwargs = item.get("kwargs", {})
+        meta = item.get("meta") or {}
         if not isinstance(kwargs, dict) or not isinstance(meta, dict):
             raise SuiteError(f"user expectation suite {where}: expectations[{i}] ({type_}): "
                              f"'kwargs' and 'meta' must be objects")

@@ -17,14 +17,16 @@ from cloudhop.spec import parse_spec
 from cloudhop.validation import validate_table
 
 ROWS = 1000
-SPEC = {"name": "tables", "columns": {
-    "t": {"type": "datetime", "nullable": False, "role": "time"},
-    "k": {"type": "int", "min": 0, "max": 4},
-    "x": {"type": "float", "min": -3, "max": 3, "mostly": 0.99},
-    "s": {"type": "category", "nullable": False, "categories": ["a", "b", "c"]},
-    "y": {"type": "int", "nullable": False, "categories": [0, 1], "role": "target"}},
+SPEC = {
+    "name": "tables",
     "target": {"column": "y", "task": "binary"},
-    "split": {"time_column": "t", "validation_start": "2024-01-20", "holdout_start": "2024-02-05"}}
+    "split": {"time_column": "t", "validation_start": "2024-01-20", "holdout_start": "2024-02-05"},
+    "columns": {"t": {"type": "datetime", "nullable": False, "role": "time"},
+                "y": {"type": "int", "nullable": False, "categories": [0, 1], "role": "target"},
+                "x": {"type": "float", "min": -3, "max": 3, "mostly": 0.99},  # 1% may be out of range
+                "s": {"type": "category", "nullable": False, "categories": ["a", "b", "c"]},
+                "k": {"type": "int", "min": 0, "max": 4}},
+}
 # files (rows in each) and row group size: one file; files of unequal sizes; a row group per partition
 LAYOUTS = {"one file": ([ROWS], None, None), "uneven files": ([100, 350, 1, 549], 120, None),
            "row groups": ([400, 600], 50, 1)}
