@@ -8,9 +8,10 @@ printed beside the per-worker memory limit (the data is larger than one worker m
 
 Each engine does the same work with the same spec:
 - validation: the spec's suite on the whole dataset (pandas: `load_dataset` + `validate`;
-  Dask: `validate_partitioned`, partitions of ~128 MiB of row groups);
+  Dask: `validate_table` on a ParquetTable, partitions of ~128 MiB of row groups);
 - drift: training window vs holdout window, 50,000-row seeded sample per side, Evidently
-  (pandas: `split_windows` + `drift_report`; Dask: `split_partitioned` + `drift_partitioned`).
+  (pandas: `split` of a FrameTable + `drift_report`; Dask: `split` of the ParquetTable +
+  `drift_tables` on a DaskExecutor).
 pandas runs in a child process of its own, so its peak memory (RSS, sampled every 20 ms) is
 its own; each Dask worker samples its own RSS the same way. A worker restarted by its nanny
 (memory over the limit) would show up as a changed process id, and is reported.
@@ -89,7 +90,7 @@ def _strip(results: list[dict]) -> list[dict]:
 
 def run_pandas(uri: str, out: Any) -> None:
     """In a child process: load, validate, split, drift; timings, results and peak RSS to `out`."""
-    from cloudhop.data import load_dataset, split_windows
+    from cloudhop.data import FrameTable, load_dataset, split
     from cloudhop.drift import drift_report
     from cloudhop.spec import parse_spec
     from cloudhop.validation import validate
@@ -106,8 +107,8 @@ def run_pandas(uri: str, out: Any) -> None:
     v = validate(df, spec)
     t_val = time.perf_counter() - t
     t = time.perf_counter()
-    w = split_windows(df, spec)
-    d = drift_report(w.train, w.holdout, numeric=spec.numeric, categorical=spec.categorical,
+    w = split(FrameTable(df, time_column=spec.split.time_column), spec)
+    d = drift_report(w.train.to_pandas(), w.holdout.to_pandas(), numeric=spec.numeric, categorical=spec.categorical,
                      threshold=spec.drift.threshold, sample_size=spec.drift.sample_size, seed=spec.model.seed,
                      html=False)
     t_drift = time.perf_counter() - t
@@ -116,10 +117,10 @@ def run_pandas(uri: str, out: Any) -> None:
 
 
 def run_dask(uri: str, workers: int, memory_limit: str) -> dict[str, Any]:
-    from cloudhop.data.dask import VALIDATION_PRELOAD, dask_client, open_partitioned, split_partitioned
-    from cloudhop.drift.dask import drift_partitioned
+    from cloudhop.data import VALIDATION_PRELOAD, DaskExecutor, dask_client, open_parquet, split
+    from cloudhop.drift import drift_tables
     from cloudhop.spec import parse_spec
-    from cloudhop.validation.partitioned import validate_partitioned
+    from cloudhop.validation import validate_table
 
     spec = parse_spec(spec_dict(uri, "dask"))
     with dask_client(n_workers=workers, memory_limit=memory_limit, preload=VALIDATION_PRELOAD) as client:
@@ -128,19 +129,20 @@ def run_dask(uri: str, workers: int, memory_limit: str) -> dict[str, Any]:
         limit = next(iter(client.scheduler_info()["workers"].values()))["memory_limit"]
         pids = client.run(_start_sampler)
         t = time.perf_counter()
-        ds = open_partitioned(spec)
-        v = validate_partitioned(ds.partitions, spec, client=client)
+        ex = DaskExecutor(client)
+        ds = open_parquet(spec)
+        v = validate_table(ds, spec, executor=ex)
         t_val = time.perf_counter() - t
         peak_val = client.run(_read_sampler, reset=True)
         t = time.perf_counter()
-        w = split_partitioned(ds, spec, client=client)
-        d = drift_partitioned(w.train.partitions, w.holdout.partitions, numeric=spec.numeric,
-                              categorical=spec.categorical, threshold=spec.drift.threshold,
-                              sample_size=spec.drift.sample_size, seed=spec.model.seed, html=False, client=client)
+        w = split(ds, spec, ex)
+        d = drift_tables(w.train, w.holdout, numeric=spec.numeric, categorical=spec.categorical,
+                         threshold=spec.drift.threshold, sample_size=spec.drift.sample_size, seed=spec.model.seed,
+                         html=False, executor=ex)
         t_drift = time.perf_counter() - t
         peak_drift = client.run(_read_sampler)
         restarted = sorted(set(pids.values()) - set(client.run(os.getpid).values()))
-    return {"validate": t_val, "drift": t_drift, "limit": limit, "partitions": len(ds.partitions),
+    return {"validate": t_val, "drift": t_drift, "limit": limit, "partitions": len(ds.parts),
             "peak_validate": peak_val, "peak_drift": peak_drift, "restarted": restarted,
             "results": v.results, "success": v.success, "rows": v.row_count, "drift_summary": d.summary()}
 

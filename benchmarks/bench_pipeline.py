@@ -28,7 +28,7 @@ import yaml  # noqa: E402
 from tests.helpers.services import free_port, prefect_server  # noqa: E402
 
 DEPLOY_TASKS = ("snapshot_task", "deploy_target_task", "canary_task", "rollback_task", "finalize_task")
-STAGES = ["load-spec", "load-data", "validate", "split-windows", "train", "evaluate", "drift", "smoke-set",
+STAGES = ["load-spec", "open-table", "validate", "split-windows", "drift", "train", "evaluate", "smoke-set",
           "register", "deploy"]
 
 
@@ -47,7 +47,7 @@ def write_spec(tmp: Path, name: str, max_epochs: int | None) -> str:
 def plain_script(spec_path: str) -> dict[str, float]:
     """The same library calls as the flow, in the same order, with no orchestrator."""
     from cloudhop import pipeline
-    from cloudhop.data import fingerprint
+    from cloudhop.data import executor_for
     from cloudhop.spec import load_spec
     from cloudhop.targets import build_target
     from cloudhop.targets.deploy import deploy_to_target
@@ -61,20 +61,21 @@ def plain_script(spec_path: str) -> dict[str, float]:
         return out
 
     spec = stage("load-spec", load_spec, spec_path)
-    df, fp = stage("load-data", lambda: (lambda d: (d, fingerprint(d)))(pipeline.load_data(spec)))
+    table, fp = stage("open-table", lambda: (lambda d: (d, d.fingerprint))(pipeline.open_data(spec)))
     registry = pipeline.open_registry(spec)
 
-    def validate():
-        r = pipeline.check_data(df, spec)
+    def validate(ex):
+        r = pipeline.check_data(table, spec, ex)
         registry.store.write_json(f"runs/{spec.name}/script/validation.json", r.to_dict())
         assert r.success
         return r
 
-    validation = stage("validate", validate)
-    windows = stage("split-windows", pipeline.split, df, spec)
+    with executor_for(table, spec) as ex:  # as the flow holds it: in this process for a table in memory
+        validation = stage("validate", validate, ex)
+        windows = stage("split-windows", pipeline.split, table, spec, ex)
+        drift = stage("drift", pipeline.drift_summary, spec, windows, ex)
     trained = stage("train", pipeline.train_model, spec, windows, fp)
     ev = stage("evaluate", pipeline.evaluate, spec, windows, trained, registry)
-    drift = stage("drift", pipeline.drift_summary, spec, windows)
     smoke = stage("smoke-set", pipeline.smoke_set, spec, windows, trained)
     mv = stage("register", pipeline.register, spec, registry, trained, ev, validation.summary(),
                validation.to_dict(), drift, smoke, fp, windows)

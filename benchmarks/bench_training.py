@@ -36,7 +36,7 @@ warnings.filterwarnings("ignore")
 
 import torch  # noqa: E402
 
-from cloudhop.data import flights_table, split_windows  # noqa: E402
+from cloudhop.data import FrameTable, flights_table, split  # noqa: E402
 from cloudhop.spec import load_spec  # noqa: E402
 from cloudhop.store import Store  # noqa: E402
 from cloudhop.training import CheckpointStore, TrainConfig, export_onnx, check_parity, onnx_predict, train  # noqa: E402
@@ -106,12 +106,13 @@ def main() -> None:
     threads = args.threads or spec.model.cpu_threads or torch.get_num_threads()
     torch.set_num_threads(threads)  # the bare loop's; cloudhop's train sets cfg.cpu_threads itself
     t = time.perf_counter()
-    w = split_windows(flights_table(), spec)
+    w = split(FrameTable(flights_table(), time_column=spec.split.time_column), spec)
+    train_df, valid_df = w.train.to_pandas(), w.validation.to_pandas()
     target, task = spec.target.column, spec.target.task
     cat_cols, num_cols = spec.categorical, spec.numeric
     base_cfg = TrainConfig.from_spec(spec.model)
     cfg = replace(base_cfg, max_epochs=args.epochs, patience=args.epochs + 1, cpu_threads=threads)
-    pre = Preprocessor.fit(w.train, cat_cols, num_cols)
+    pre = Preprocessor.fit(train_df, cat_cols, num_cols)
     device = pick_device(cfg.device)
     print(f"data: {w.sizes()} rows, loaded in {time.perf_counter() - t:.1f}s; device {device}, "
           f"torch threads {torch.get_num_threads()}, batch {cfg.batch_size}, {args.epochs} epochs, "
@@ -121,13 +122,13 @@ def main() -> None:
     events: list[dict] = []
     result = None
     for r in range(args.repeats):
-        sps, wall = bare_loop(pre, w.train, w.validation, target, task, cfg, validate=True)
+        sps, wall = bare_loop(pre, train_df, valid_df, target, task, cfg, validate=True)
         bare_sps.append(sps)
         bare_wall.append(wall)
         with tempfile.TemporaryDirectory(prefix="cloudhop-bench-train-") as tmp:
             ckpts = CheckpointStore(Store(tmp), "bench/checkpoints")
             t = time.perf_counter()
-            result = train(w.train, w.validation, categorical=cat_cols, numeric=num_cols, target=target, task=task,
+            result = train(train_df, valid_df, categorical=cat_cols, numeric=num_cols, target=target, task=task,
                            config=cfg, checkpoints=ckpts, progress=events.append, preprocessor=pre)
             ch_wall.append(time.perf_counter() - t)
             ch_sps.append(result.samples_per_s)
@@ -144,9 +145,9 @@ def main() -> None:
     print(f"{'whole call s, incl. tensors + validation (best)':<52}{cw:>12.2f}{bw:>12.2f}{bw / cw:>8.2f}")
     print("  (ratio: cloudhop / bare for samples/s, bare / cloudhop for seconds; >= 0.9 is the bar)")
 
-    hold = w.holdout
+    hold = w.holdout.to_pandas()
     t = time.perf_counter()
-    base = fit_baseline(w.train, categorical=cat_cols, numeric=num_cols, target=target, task=task, preprocessor=pre)
+    base = fit_baseline(train_df, categorical=cat_cols, numeric=num_cols, target=target, task=task, preprocessor=pre)
     base_s = time.perf_counter() - t
     t = time.perf_counter()
     onnx_bytes = export_onnx(result.model, pre)
@@ -165,7 +166,7 @@ def main() -> None:
     if args.full:
         with tempfile.TemporaryDirectory(prefix="cloudhop-bench-full-") as tmp:
             t = time.perf_counter()
-            full = train(w.train, w.validation, categorical=cat_cols, numeric=num_cols, target=target, task=task,
+            full = train(train_df, valid_df, categorical=cat_cols, numeric=num_cols, target=target, task=task,
                          config=base_cfg, checkpoints=CheckpointStore(Store(tmp), "full"), progress=lambda e: None)
             wall = time.perf_counter() - t
         auc = metrics(task, y_hold, onnx_predict(export_onnx(full.model, full.preprocessor), full.preprocessor,

@@ -84,10 +84,14 @@ def normalize(df: pd.DataFrame, categorical: Sequence[str], numeric: Sequence[st
 
 
 def sample_rows(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
-    """At most n rows, the same ones for the same frame and seed (order kept)."""
-    if len(df) <= n:
-        return df
-    return df.sample(n=n, random_state=seed).sort_index(kind="stable")
+    """At most n rows, the same ones for the same frame and seed (order kept): the rows of the one
+    table sampler (cloudhop.data.table), with the frame's own index."""
+    import numpy as np
+
+    from cloudhop.data.table import sample_positions
+
+    pos = sample_positions(len(df), n, np.random.default_rng(seed))
+    return df if pos is None else df.iloc[pos]
 
 
 def reference_bytes(train: pd.DataFrame, categorical: Sequence[str], numeric: Sequence[str], sample_size: int,
@@ -120,18 +124,18 @@ def load_reference(registry: Registry, mv: ModelVersion, sample_size: int, seed:
     cache = f"monitor/{mv.name}/reference/v{mv.version}-n{sample_size}-s{seed}.parquet"
     if registry.store.exists(cache):
         return pd.read_parquet(io.BytesIO(registry.store.read_bytes(cache))), registry.store.url(cache)
-    from cloudhop.data import fingerprint, load_dataset, split_windows
+    from cloudhop.data import open_table, split
     from cloudhop.spec import parse_spec
 
     if "spec" not in mv.manifest:
         raise MonitorError(f"{mv.name} v{mv.version}: manifest has no spec to rebuild the reference sample from")
     spec = parse_spec(mv.manifest["spec"], f"manifest of {mv.name} v{mv.version}")
-    df = load_dataset(spec)
+    table = open_table(spec)
     note = ""
     want = (mv.manifest.get("dataset") or {}).get("fingerprint")
-    if want and fingerprint(df) != want:
-        note = f" (dataset changed since training: fingerprint {fingerprint(df)} != {want})"
-    train = split_windows(df, spec).train
+    if want and table.fingerprint != want:
+        note = f" (dataset changed since training: fingerprint {table.fingerprint} != {want})"
+    train = split(table, spec).train.sample(sample_size, seed, columns=[*categorical, *numeric])
     registry.store.write_bytes(cache, reference_bytes(train, categorical, numeric, sample_size, seed))
     ref = pd.read_parquet(io.BytesIO(registry.store.read_bytes(cache)))
     return ref, f"rebuilt from {spec.dataset.uri}{note}; cached at {registry.store.url(cache)}"

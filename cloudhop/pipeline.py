@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import platform
 import socket
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import numpy as np
 import pandas as pd
 
-from cloudhop.data import Windows, is_source, load_dataset, split_windows
+from cloudhop.data import Executor, Table, Windows, open_table, split as split_table
 from cloudhop.registry import ModelVersion, Registry
 from cloudhop.registry.revision import code_revision
 from cloudhop.spec import PipelineSpec
@@ -25,7 +25,7 @@ from cloudhop.training.labels import target_values
 if TYPE_CHECKING:
     from cloudhop.training.evaluate import Evaluation
 
-__all__ = ["open_registry", "load_data", "check_data", "split", "checkpoint_prefix", "train_model", "evaluate",
+__all__ = ["open_registry", "open_data", "check_data", "split", "checkpoint_prefix", "train_model", "evaluate",
            "drift_summary", "smoke_set", "register"]
 
 
@@ -34,39 +34,29 @@ def open_registry(spec: PipelineSpec) -> Registry:
 
 
 # -- data ----------------------------------------------------------------------
-def load_data(spec: PipelineSpec) -> pd.DataFrame:
-    return load_dataset(spec)
+# Every step takes the dataset as a cloudhop.data Table (a frame in memory, or partitioned
+# Parquet read a part at a time) and per-part work runs on an optional Executor; no step
+# asks which engine it is.
+def open_data(spec: PipelineSpec, engine: Literal["pandas", "dask"] | None = None) -> Table:
+    """The spec's dataset as a Table: the engine (`engine`, else the spec's dataset.engine, or
+    by size for `auto`) is chosen here, once."""
+    return open_table(spec, engine)
 
 
-def check_data(df: pd.DataFrame, spec: PipelineSpec):
+def check_data(table: Table, spec: PipelineSpec, executor: Executor | None = None):
     """Run the validation suite; returns a ValidationResult (the caller decides to stop)."""
-    from cloudhop.validation import validate
+    from cloudhop.validation import validate_table
 
-    return validate(df, spec, spec.expectations)
-
-
-def split(df: pd.DataFrame, spec: PipelineSpec) -> Windows:
-    return split_windows(df, spec)
+    return validate_table(table, spec, spec.expectations, executor=executor)
 
 
-# A window is a pandas frame (the pandas engine) or a partitioned dataset that is read a
-# partition at a time (the dask engine: cloudhop.data.dask.PartitionedWindows). Steps that
-# need one frame of a partitioned window take a seeded sample of it, of at most:
+def split(table: Table, spec: PipelineSpec, executor: Executor | None = None) -> Windows:
+    return split_table(table, spec, executor)
+
+
+# Steps that need one frame of a window take a seeded sample of it (the whole window when
+# it is smaller), of at most:
 BASELINE_MAX_ROWS = 1_000_000   # rows the linear baseline is fitted on
-
-
-def _frame(window: Any, max_rows: int, seed: int) -> pd.DataFrame:
-    """The window itself when it is a frame; else a seeded sample of at most max_rows of its rows."""
-    return window if not is_source(window) else window.sample(max_rows, seed)
-
-
-def _fit_preprocessor(spec: PipelineSpec, train: Any):
-    from cloudhop.training.preprocess import Preprocessor
-    from cloudhop.training.batches import fit_preprocessor
-
-    if not is_source(train):
-        return Preprocessor.fit(train, spec.categorical, spec.numeric)
-    return fit_preprocessor(train.frames(spec.categorical + spec.numeric), spec.categorical, spec.numeric)
 
 
 # -- training ------------------------------------------------------------------
@@ -77,15 +67,16 @@ def checkpoint_prefix(spec: PipelineSpec, data_fingerprint: str) -> str:
 
 def train_model(spec: PipelineSpec, windows: Windows, data_fingerprint: str,
                 progress: Callable[[dict], None] | None = None, where: str = "local") -> Trained:
-    """Train on the training window (streamed a partition at a time when it is partitioned)."""
+    """Train on the training window (the trainer streams a partitioned one a part at a time)."""
     from cloudhop.training import (CheckpointStore, TrainConfig, check_parity, export_onnx, train)
     from cloudhop.training.evaluate import fit_baseline
+    from cloudhop.training.batches import fit_preprocessor_for
 
     store = Store(spec.store, spec.store_options)
     ckpt = CheckpointStore(store, checkpoint_prefix(spec, data_fingerprint))
-    pre = _fit_preprocessor(spec, windows.train)
+    pre = fit_preprocessor_for(windows.train, spec.categorical, spec.numeric)
     # The network starts as the linear baseline and learns what it misses (a wide-and-deep model).
-    baseline = fit_baseline(_frame(windows.train, BASELINE_MAX_ROWS, spec.model.seed), categorical=spec.categorical,
+    baseline = fit_baseline(windows.train.sample(BASELINE_MAX_ROWS, spec.model.seed), categorical=spec.categorical,
                             numeric=spec.numeric, target=spec.target.column, task=spec.target.task,
                             preprocessor=pre)
     result = train(windows.train, windows.validation, categorical=spec.categorical, numeric=spec.numeric,
@@ -103,7 +94,7 @@ def train_model(spec: PipelineSpec, windows: Windows, data_fingerprint: str,
 # -- evaluation ----------------------------------------------------------------
 def evaluate(spec: PipelineSpec, windows: Windows, trained: Trained, registry: Registry) -> Evaluation:
     """Candidate vs the current champion vs a baseline fitted now, all on the holdout window
-    (every row of it; a partitioned holdout is scored a partition at a time)."""
+    (every row of it, scored a part at a time)."""
     from cloudhop.training import onnx_predict
     from cloudhop.training.evaluate import Evaluation, fit_baseline, metrics, promotion
     from cloudhop.training.preprocess import Preprocessor
@@ -111,7 +102,7 @@ def evaluate(spec: PipelineSpec, windows: Windows, trained: Trained, registry: R
     task, target = spec.target.task, spec.target.column
     pre = Preprocessor.from_dict(trained.preprocess)
     baseline_model = trained.baseline or fit_baseline(
-        _frame(windows.train, BASELINE_MAX_ROWS, spec.model.seed), categorical=spec.categorical,
+        windows.train.sample(BASELINE_MAX_ROWS, spec.model.seed), categorical=spec.categorical,
         numeric=spec.numeric, target=target, task=task, preprocessor=pre)
     scorers: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {
         "candidate": lambda df: onnx_predict(trained.onnx, pre, df), "baseline": baseline_model.predict}
@@ -135,12 +126,12 @@ def evaluate(spec: PipelineSpec, windows: Windows, trained: Trained, registry: R
     return Evaluation(spec.metric, cand, champ, champ_mv.version if champ_mv else None, base, promote, reason)
 
 
-def _score(holdout: Any, columns: list[str], target: str, task: str,
+def _score(holdout: Table, columns: list[str], target: str, task: str,
            scorers: dict[str, Callable[[pd.DataFrame], np.ndarray]]
            ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Exception]]:
     """Target values and each scorer's predictions over every holdout row, a frame at a time;
     a scorer that raises is left out of `preds` and its exception put in `failed`."""
-    frames = [holdout] if not is_source(holdout) else holdout.frames(columns)
+    frames = holdout.frames(columns)
     ys: list[pd.Series] = []
     parts: dict[str, list[np.ndarray]] = {k: [] for k in scorers}
     failed: dict[str, Exception] = {}
@@ -157,19 +148,14 @@ def _score(holdout: Any, columns: list[str], target: str, task: str,
 
 
 # -- drift ---------------------------------------------------------------------
-def drift_summary(spec: PipelineSpec, windows: Windows, client: Any = None):
-    """Evidently drift: reference = training window, current = holdout window (partitioned
-    windows: their seeded samples drawn a partition at a time, on `client`'s Dask cluster when given)."""
-    from cloudhop.drift import drift_report
+def drift_summary(spec: PipelineSpec, windows: Windows, executor: Executor | None = None):
+    """Evidently drift: reference = training window, current = holdout window, each a seeded
+    sample drawn a part at a time (on `executor` when given)."""
+    from cloudhop.drift import drift_tables
 
-    if is_source(windows.train):
-        from cloudhop.drift.dask import drift_partitioned
-
-        return drift_partitioned(windows.train.partitions, windows.holdout.partitions, numeric=spec.numeric,
-                                 categorical=spec.categorical, threshold=spec.drift.threshold,
-                                 sample_size=spec.drift.sample_size, seed=spec.model.seed, client=client)
-    return drift_report(windows.train, windows.holdout, numeric=spec.numeric, categorical=spec.categorical,
-                        threshold=spec.drift.threshold, sample_size=spec.drift.sample_size, seed=spec.model.seed)
+    return drift_tables(windows.train, windows.holdout, numeric=spec.numeric, categorical=spec.categorical,
+                        threshold=spec.drift.threshold, sample_size=spec.drift.sample_size, seed=spec.model.seed,
+                        executor=executor)
 
 
 # -- registry ------------------------------------------------------------------
@@ -178,12 +164,7 @@ def smoke_set(spec: PipelineSpec, windows: Windows, trained: Trained, n: int = 3
     from cloudhop.training import onnx_predict
     from cloudhop.training.preprocess import Preprocessor
 
-    hold = windows.holdout
-    if is_source(hold):
-        rows = hold.sample(n, spec.model.seed, columns=spec.features)
-    else:
-        rows = hold.sample(min(n, len(hold)), random_state=spec.model.seed)
-    feats = rows[spec.features]
+    feats = windows.holdout.sample(n, spec.model.seed, columns=spec.features)
     preds = onnx_predict(trained.onnx, Preprocessor.from_dict(trained.preprocess), feats)
     records = json.loads(feats.to_json(orient="records", date_format="iso"))
     return {"rows": records, "predictions": [float(p) for p in preds]}
@@ -207,7 +188,7 @@ def register(spec: PipelineSpec, registry: Registry, trained: Trained, evaluatio
         files["drift.html"] = drift.html
     from cloudhop.monitor import reference_bytes  # the monitor's drift reference: a seeded training sample
 
-    train = _frame(windows.train, spec.drift.sample_size, spec.model.seed)
+    train = windows.train.sample(spec.drift.sample_size, spec.model.seed, columns=spec.features)
     files["reference.parquet"] = reference_bytes(train, spec.categorical, spec.numeric,
                                                  spec.drift.sample_size, spec.model.seed)
     parent = registry.champion()

@@ -10,14 +10,12 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
-from tasks.pipeline import (drift_task, evaluate_task, load_data_task, load_spec_task, register_task,
-                            smoke_task, split_task, train_task, validate_task)
 from prefect.runtime import flow_run
 
 from cloudhop.pipeline import open_registry
-from tasks.dask import (dask_cluster, drift_dask_task, engine_task, open_partitioned_task, split_dask_task,
-                        validate_dask_task)
 from tasks.failover import dataset_bytes, place_task, train_with_failover_task
+from tasks.pipeline import (drift_task, evaluate_task, load_spec_task, open_table_task, register_task, run_executor,
+                            smoke_task, split_task, train_task, validate_task)
 
 
 class Window(BaseModel):
@@ -75,20 +73,13 @@ def retrain(
     if model and model != s.name:
         raise ValueError(f"retrain was asked for model {model!r} but spec {spec} describes {s.name!r}")
     logger.info("retrain %s (%s)", s.name, reason)
-    drift = None
-    if engine_task(s) == "dask":  # partitioned Parquet, a partition at a time; training streams it
-        ds, fp = open_partitioned_task(s)
-        with dask_cluster(s) as address:
-            validation = validate_dask_task(ds, s, address)
-            windows = split_dask_task(ds, s, address)
-            drift = drift_dask_task(s, windows, address)
-        data_bytes = dataset_bytes(s, None) if s.compute.mode == "pools" else 0
-    else:
-        df, fp = load_data_task(s)
-        validation = validate_task(df, s)
-        windows = split_task(df, s)
-        data_bytes = dataset_bytes(s, df) if s.compute.mode == "pools" else 0
-        del df
+    table, fp = open_table_task(s)
+    with run_executor(table, s) as ex:
+        validation = validate_task(table, s, ex)
+        windows = split_task(table, s, ex)
+        drift = drift_task(s, windows, ex)
+    data_bytes = dataset_bytes(s, table) if s.compute.mode == "pools" else 0
+    del table
     registry = open_registry(s)
     attempts = placement = None
     if s.compute.mode == "pools":
@@ -97,8 +88,6 @@ def retrain(
     else:
         trained = train_task(s, windows, fp)
     evaluation = evaluate_task(s, windows, trained, registry)
-    if drift is None:
-        drift = drift_task(s, windows)
     smoke = smoke_task(s, windows, trained)
     mv = register_task(s, registry, trained, evaluation, validation, drift, smoke, fp, windows)
 

@@ -10,8 +10,7 @@ from prefect import flow
 
 from cloudhop.pipeline import open_registry
 from cloudhop.training.handoff import Heartbeat, heartbeat_key, save_trained, trained_prefix
-from tasks.dask import engine_task, open_partitioned_task, split_dask_task
-from tasks.pipeline import load_data_task, load_spec_task, split_task, train_task
+from tasks.pipeline import load_spec_task, open_table_task, run_executor, split_task, train_task
 
 
 @flow(name="train", log_prints=True)
@@ -30,13 +29,10 @@ def train(spec: str = "specs/flights.yaml", overrides: dict | None = None, run_k
     store = open_registry(s).store
     prefix = trained_prefix(s.name, run_key)
     with Heartbeat(store, heartbeat_key(prefix, cloud, attempt), cloud=cloud, attempt=attempt) as hb:
-        if engine_task(s) == "dask":  # partitioned: training streams the windows a partition at a time
-            ds, fp = open_partitioned_task(s)
-            windows = split_dask_task(ds, s)
-        else:
-            df, fp = load_data_task(s)
-            windows = split_task(df, s)
-            del df
+        table, fp = open_table_task(s)
+        with run_executor(table, s, start_cluster=False) as ex:  # only a scheduler already running
+            windows = split_task(table, s, ex)
+        del table
         trained = train_task(s, windows, fp, where=cloud, heartbeat=hb)
         save_trained(store, f"{prefix}/result", trained)
     return {"cloud": cloud, "steps": trained.info["steps"], "resumed_from_step": trained.info["resumed_from_step"]}

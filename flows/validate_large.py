@@ -14,19 +14,18 @@ from __future__ import annotations
 from prefect import flow, unmapped
 from prefect_dask import DaskTaskRunner
 
-from cloudhop.data.dask import VALIDATION_PRELOAD, task_runner_options
+from cloudhop.data import VALIDATION_PRELOAD, task_runner_options
 from cloudhop.spec import PipelineSpec
-from tasks.dask import (check_partition_task, combine_validation_task, open_partitioned_task, suite_task,
-                        worker_env)
-from tasks.pipeline import load_spec_task
+from tasks.fanout import check_partition_task, combine_validation_task, suite_task
+from tasks.pipeline import load_spec_task, open_table_task, worker_env
 
 
 @flow(name="validate-large-partitions")
 def check_partitions(spec: PipelineSpec) -> tuple[list, list]:
     """The fan-out: one check-partition task per partition, on the flow's Dask task runner."""
-    ds, _ = open_partitioned_task(spec)
+    table, _ = open_table_task(spec, engine="dask")
     expectations, needs = suite_task(spec)
-    futures = check_partition_task.map(ds.partitions, unmapped(expectations), unmapped(needs))
+    futures = check_partition_task.map(table.parts, unmapped(expectations), unmapped(needs))
     return [f.result() for f in futures], expectations
 
 

@@ -83,8 +83,8 @@ def watch_run(client, run_id, store, heartbeat_key: str, f, poll: float = 0.5) -
         time.sleep(poll)
 
 
-def dataset_bytes(spec: PipelineSpec, df=None) -> int:
-    """Bytes to move for training: the file(s) at the dataset URI, else the table in memory."""
+def dataset_bytes(spec: PipelineSpec, table=None) -> int:
+    """Bytes to move for training: the file(s) at the dataset URI, else the table's frame in memory."""
     if not spec.dataset.uri.startswith("builtin://"):
         try:
             import fsspec
@@ -93,7 +93,9 @@ def dataset_bytes(spec: PipelineSpec, df=None) -> int:
             return int(fs.du(path))
         except Exception:
             pass
-    return int(df.memory_usage(deep=False).sum()) if df is not None else 0
+    if table is None or not table.in_memory:
+        return 0
+    return int(table.to_pandas().memory_usage(deep=False).sum())
 
 
 @task(name="place-training", cache_policy=NO_CACHE, persist_result=False)

@@ -1,8 +1,17 @@
-"""Thin Prefect tasks around cloudhop.pipeline: retries, artifacts and logging only."""
+"""Thin Prefect tasks around cloudhop.pipeline: retries, artifacts and logging only.
+
+A flow opens the table (`open_table_task`: the engine is chosen there, once), holds
+`run_executor(table, spec)` open around the steps that run per part (validate, split,
+drift), and passes the executor to them: a Dask cluster for a partitioned table (the
+spec's or CLOUDHOP_DASK_ADDRESS's scheduler, else a LocalCluster with this run's
+PREFECT_API_URL), this process otherwise.
+"""
 from __future__ import annotations
 
+import os
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from prefect import get_run_logger, task
 from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
@@ -11,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from cloudhop import pipeline
-from cloudhop.data import fingerprint
+from cloudhop.data import VALIDATION_PRELOAD, DaskExecutor, Executor, Table, executor_for
 from cloudhop.spec import PipelineSpec, load_spec
 
 # Inputs here are DataFrames and model bytes: hashing them for a cache key would cost
@@ -32,19 +41,53 @@ def load_spec_task(path: str, overrides: dict[str, Any] | None = None) -> Pipeli
     return load_spec(path, overrides)
 
 
-@task(name="load-data", **_task)
-def load_data_task(spec: PipelineSpec):
-    df = pipeline.load_data(spec)
-    fp = fingerprint(df)
-    get_run_logger().info("loaded %s rows x %s columns from %s (fingerprint %s)", len(df), len(df.columns),
-                          spec.dataset.uri, fp)
-    return df, fp
+@task(name="open-table", **_task)
+def open_table_task(spec: PipelineSpec, engine: str | None = None) -> tuple[Table, str]:
+    """The dataset as a Table and its fingerprint; the engine is chosen here: `engine` when given,
+    else dataset.engine, or by size for `auto`."""
+    table = pipeline.open_data(spec, engine)
+    fp = table.fingerprint
+    get_run_logger().info("opened %s: %s engine, %s rows x %s columns in %s part(s) (fingerprint %s)",
+                          spec.dataset.uri, "pandas" if table.in_memory else "dask", table.count(),
+                          len(table.columns), len(table.parts), fp)
+    return table, fp
+
+
+def prefect_api_url() -> str | None:
+    """The API this run talks to, to hand to Dask workers (else each starts its own temporary server)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL")
+    if not url:
+        with get_client(sync_client=True) as client:  # an ephemeral run: its temporary server
+            url = str(client.api_url)
+    return url.rstrip("/") or None
+
+
+def worker_env() -> dict[str, str]:
+    url = prefect_api_url()
+    return {"PREFECT_API_URL": url} if url else {}
+
+
+@contextmanager
+def run_executor(table: Table, spec: PipelineSpec, start_cluster: bool = True) -> Iterator[Executor]:
+    """Where the table's per-part work runs while a flow holds this open (cloudhop.data.executor_for):
+    a Dask cluster for a partitioned table, with this run's PREFECT_API_URL and the GX import in
+    each worker of a cluster started here; this process for a table in memory (or, with
+    start_cluster False, when no scheduler address is set). Not a task: a flow holds it open."""
+    env = worker_env() if not table.in_memory else None
+    with executor_for(table, spec, start_cluster=start_cluster, env=env, preload=VALIDATION_PRELOAD) as ex:
+        if isinstance(ex, DaskExecutor):
+            get_run_logger().info("per-part work on the Dask cluster at %s (%s workers)", ex.address,
+                                  len(ex.client.scheduler_info()["workers"]))
+        yield ex
 
 
 @task(name="validate", **_task)
-def validate_task(df, spec: PipelineSpec):
+def validate_task(table: Table, spec: PipelineSpec, executor: Executor | None = None):
     """The gate: a failed suite stops the run with a table of what failed, saved to the store."""
-    result = pipeline.check_data(df, spec)
+    result = pipeline.check_data(table, spec, executor)
     report_validation(spec, result)
     return result
 
@@ -71,8 +114,8 @@ def report_validation(spec: PipelineSpec, result, raise_on_failure: bool = True)
 
 
 @task(name="split-windows", **_task)
-def split_task(df, spec: PipelineSpec):
-    w = pipeline.split(df, spec)
+def split_task(table: Table, spec: PipelineSpec, executor: Executor | None = None):
+    w = pipeline.split(table, spec, executor)
     get_run_logger().info("windows: %s", w.sizes())
     return w
 
@@ -117,10 +160,11 @@ def evaluate_task(spec: PipelineSpec, windows, trained, registry):
 
 
 @task(name="drift", **_task)
-def drift_task(spec: PipelineSpec, windows):
-    d = pipeline.drift_summary(spec, windows)
-    get_run_logger().info("drift share %.3f (%s of %s columns): %s", d.share, len(d.drifted_columns),
-                          d.n_columns, d.drifted_columns)
+def drift_task(spec: PipelineSpec, windows, executor: Executor | None = None):
+    """Training vs holdout window: their seeded samples drawn a part at a time, then Evidently here."""
+    d = pipeline.drift_summary(spec, windows, executor)
+    get_run_logger().info("drift share %.3f (%s of %s columns; %s-row samples): %s", d.share,
+                          len(d.drifted_columns), d.n_columns, spec.drift.sample_size, d.drifted_columns)
     return d
 
 

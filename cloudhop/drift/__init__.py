@@ -2,6 +2,7 @@
 
     result = drift_report(train_df, served_df, numeric=spec.numeric, categorical=spec.categorical,
                           threshold=spec.drift.threshold, sample_size=spec.drift.sample_size)
+    result = drift_tables(windows.train, windows.holdout, ..., executor=ex)   # any cloudhop.data Tables
     result.dataset_drift, result.drifted_columns, result.summary(), result.html
 
 Each column gets Evidently's default test for its type and size (normed Wasserstein for
@@ -11,10 +12,12 @@ categories). The dataset drifts when the share of drifted columns reaches `thres
 A column with no values on one side counts as drifted (Evidently cannot compare it).
 Evidently is imported on first use (the import takes seconds).
 
-Sampling: each side larger than `sample_size` is sampled without replacement, by a numpy
-Generator seeded with `seed` (`np.random.default_rng(seed)`; reference positions drawn
-first, then current), rows kept in their original order. Same inputs and seed give the
-same sample and the same result.
+Sampling: each side larger than `sample_size` is sampled without replacement by the one
+table sampler (cloudhop.data.table.sample_table) with one numpy Generator seeded with
+`seed` (`np.random.default_rng(seed)`; reference positions drawn first, then current),
+rows kept in their original order. Same rows and seed give the same sample and the same
+result, whichever engine holds the tables: `drift_tables` draws each side's sample a part
+at a time (on an executor), then runs `drift_report` on the samples.
 """
 from __future__ import annotations
 
@@ -28,7 +31,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["drift_report", "DriftResult", "DriftError"]
+from cloudhop.data.executor import Executor
+from cloudhop.data.table import FrameTable, Table, sample_table
+
+__all__ = ["drift_report", "drift_tables", "DriftResult", "DriftError"]
 
 
 class DriftError(ValueError):
@@ -57,13 +63,6 @@ class DriftResult:
                 "columns": {k: dict(v) for k, v in self.columns.items()},
                 "reference_rows": self.reference_rows, "current_rows": self.current_rows,
                 "sample_size": self.sample_size, "seed": self.seed, "notes": list(self.notes)}
-
-
-def _sample(df: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
-    if len(df) <= n:
-        return df.reset_index(drop=True)
-    pos = np.sort(rng.choice(len(df), size=n, replace=False))
-    return df.iloc[pos].reset_index(drop=True)
 
 
 def _as_text(col: pd.Series) -> pd.Series:
@@ -129,19 +128,19 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, *, numeric: lis
     ref = _check(reference, "reference", numeric, categorical)
     cur = _check(current, "current", numeric, categorical)
     rng = np.random.default_rng(seed)
-    ref = _convert(_sample(ref, sample_size, rng), numeric, categorical)
-    cur = _convert(_sample(cur, sample_size, rng), numeric, categorical)
+    ref = _convert(sample_table(FrameTable(ref), sample_size, rng), numeric, categorical)
+    cur = _convert(sample_table(FrameTable(cur), sample_size, rng), numeric, categorical)
 
     columns: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
     for c in numeric + categorical:  # Evidently refuses an all-null column: judge those here
         ref_empty, cur_empty = ref[c].isna().all(), cur[c].isna().all()
         if ref_empty or cur_empty:
-            drifted = not (ref_empty and cur_empty)
-            where = "both sides" if not drifted else ("reference" if ref_empty else "current")
-            columns[c] = {"stattest": "all null", "score": 1.0 if drifted else 0.0, "threshold": 1.0,
-                          "drifted": drifted}
-            notes.append(f"{c}: every value is null in {where}" + ("; counted as drifted" if drifted else
+            one_side = not (ref_empty and cur_empty)
+            where = "both sides" if not one_side else ("reference" if ref_empty else "current")
+            columns[c] = {"stattest": "all null", "score": 1.0 if one_side else 0.0, "threshold": 1.0,
+                          "drifted": one_side}
+            notes.append(f"{c}: every value is null in {where}" + ("; counted as drifted" if one_side else
                                                                       "; counted as not drifted"))
     compared = [c for c in numeric + categorical if c not in columns]
     page = None
@@ -158,6 +157,26 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, *, numeric: lis
     return DriftResult(dataset_drift=share >= threshold, share=share, drifted_columns=drifted,
                        n_columns=len(order), columns=columns, reference_rows=len(ref), current_rows=len(cur),
                        sample_size=sample_size, seed=seed, threshold=threshold, notes=notes, html=page)
+
+
+def drift_tables(reference: Table, current: Table, *, numeric: list[str], categorical: list[str],
+                 threshold: float = 0.3, sample_size: int = 50_000, seed: int = 0, html: bool = True,
+                 executor: Executor | None = None) -> DriftResult:
+    """`drift_report` on two Tables: each side's seeded sample drawn a part at a time (on
+    `executor`), exactly the rows `drift_report` would draw from the whole frames; memory: the
+    samples here, one part at a time where the parts are read."""
+    if sample_size < 1:
+        raise DriftError(f"sample_size must be at least 1, got {sample_size}")
+    columns = list(dict.fromkeys(list(numeric) + list(categorical)))
+    rng = np.random.default_rng(seed)
+    samples = []
+    for side, table in (("reference", reference), ("current", current)):
+        missing = [c for c in columns if c not in table.columns]
+        if missing:
+            raise DriftError(f"{side} data lacks column(s) {', '.join(missing)}")
+        samples.append(sample_table(table, sample_size, rng, columns, executor))
+    return drift_report(samples[0], samples[1], numeric=numeric, categorical=categorical, threshold=threshold,
+                        sample_size=sample_size, seed=seed, html=html)
 
 
 def _evidently(ref: pd.DataFrame, cur: pd.DataFrame, numeric: list[str], categorical: list[str],

@@ -34,7 +34,7 @@ from cloudhop.training.labels import TargetCoding, binary_classes, fit_target, r
 from cloudhop.training.preprocess import Preprocessor, category_keys
 
 __all__ = ["Table", "Batch", "BatchSource", "InMemoryBatches", "StreamedBatches", "as_frame",
-           "encode_validation", "epoch_permutation", "fit_preprocessor"]
+           "encode_validation", "epoch_permutation", "fit_preprocessor", "fit_preprocessor_for"]
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (cat int64 [B, C], num float32 [B, K], y float32 [B])
 
@@ -285,3 +285,12 @@ def fit_preprocessor(frames: Iterable[pd.DataFrame], categorical: list[str], num
     for df in frames:
         stats.add(df)
     return stats.preprocessor(max_categories)
+
+
+def fit_preprocessor_for(data: Any, categorical: list[str], numeric: list[str]) -> Preprocessor:
+    """The preprocessor for training data: the exact fit on a frame in memory (a DataFrame or an
+    in-memory table), the streamed one (same vocabularies, moments merged part by part) otherwise."""
+    frame = as_frame(data, "training data")
+    if frame is not None:
+        return Preprocessor.fit(frame, categorical, numeric)
+    return fit_preprocessor(data.frames(categorical + numeric), categorical, numeric)

@@ -20,7 +20,7 @@ with warnings.catch_warnings():
     from great_expectations.expectations.expectation import BatchExpectation
     from great_expectations.expectations.registry import get_expectation_impl
 
-from cloudhop.validation.suite import DTYPE_CHECK, Expectation, dtype_matches
+from cloudhop.validation.expectation import DTYPE_CHECK, Expectation, dtype_matches
 
 __all__ = ["run_expectations", "check_expectation", "result_entry", "RESULT_FORMAT"]
 

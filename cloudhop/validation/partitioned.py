@@ -3,7 +3,7 @@ pandas batch, on a Dask cluster or one after another in this process) and the re
 combined exactly, giving the figures and the verdict of one Great Expectations run on the
 whole table.
 
-    result = validate_partitioned(ds.partitions, spec, client=client)   # a ValidationResult
+    result = validate_partitioned(table.parts, spec, executor=ex)   # a ValidationResult
 
 How results combine (Great Expectations' own `_validate` then turns the combined metrics
 into the result, so percentages and `mostly` are worked out as GX works them out):
@@ -21,20 +21,21 @@ Each result dict also has `partitions`: the ones with unexpected values, a missi
 another dtype or an error, each with its file, row range, rows and unexpected count; a
 failure's message names them.
 
-A partition is any object with `read() -> pandas.DataFrame` and `describe() -> dict`
-(`file`, `first_row`, `rows`), e.g. cloudhop.data.dask.Partition.
+A partition is a cloudhop.data Part (`read()` and `describe()`: `file`, `first_row`, `rows`),
+e.g. cloudhop.data.parquet.Partition; the parts run on a cloudhop.data Executor.
 """
 from __future__ import annotations
 
 import gc
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
-import pandas as pd
-
+from cloudhop.data.executor import Executor, run_parts
+from cloudhop.data.table import Part
 from cloudhop.spec import PipelineSpec
+from cloudhop.validation.expectation import DTYPE_CHECK, Expectation
 from cloudhop.validation.result import ValidationError, ValidationResult
-from cloudhop.validation.suite import DTYPE_CHECK, Expectation
+from cloudhop.validation.suite import spec_suite
 
 __all__ = ["validate_partitioned", "validate_partitions", "suite_for", "check_partition", "partition_needs",
            "combine", "check_combinable", "COMBINABLE"]
@@ -64,12 +65,6 @@ _PARTITION_LOCAL = {"expect_column_to_exist", DTYPE_CHECK, "expect_table_columns
                     "expect_table_column_count_to_be_between"}
 
 
-class PartitionLike(Protocol):
-    def read(self) -> pd.DataFrame: ...
-
-    def describe(self) -> dict[str, Any]: ...
-
-
 def check_combinable(expectations: Sequence[Expectation]) -> None:
     """Raise ValidationError naming every expectation whose partition results cannot be combined exactly."""
     bad = []
@@ -86,30 +81,26 @@ def check_combinable(expectations: Sequence[Expectation]) -> None:
 
 def suite_for(spec: PipelineSpec, user_suite: str | Path | dict[str, Any] | None = None) -> list[Expectation]:
     """The spec's suite plus the user suite (as `validate` builds it), checked to combine exactly."""
-    from cloudhop.validation import spec_suite
-
     expectations = spec_suite(spec, user_suite)
     check_combinable(expectations)
     return expectations
 
 
-def validate_partitioned(partitions: Sequence[PartitionLike], spec: PipelineSpec,
+def validate_partitioned(partitions: Sequence[Part], spec: PipelineSpec,
                          user_suite: str | Path | dict[str, Any] | None = None, *,
-                         client: Any = None) -> ValidationResult:
+                         executor: Executor | None = None) -> ValidationResult:
     """`validate(df, spec, user_suite)` for a partitioned dataset (see the module docstring)."""
-    return validate_partitions(partitions, suite_for(spec, user_suite), client=client)
+    return validate_partitions(partitions, suite_for(spec, user_suite), executor=executor)
 
 
-def validate_partitions(partitions: Sequence[PartitionLike], expectations: list[Expectation], *,
-                        client: Any = None) -> ValidationResult:
-    """Run `expectations` on every partition (on `client`'s cluster when given) and combine."""
-    from cloudhop.data.dask import map_partitions
-
+def validate_partitions(partitions: Sequence[Part], expectations: list[Expectation], *,
+                        executor: Executor | None = None) -> ValidationResult:
+    """Run `expectations` on every partition (on `executor`, else in this process) and combine."""
     check_combinable(expectations)
     if not partitions:
         raise ValidationError("no partitions to validate: the dataset holds no rows")
-    summaries = map_partitions(check_partition, list(partitions), client, expectations=expectations,
-                               **partition_needs(expectations))
+    summaries = run_parts(executor, check_partition, list(partitions), expectations=expectations,
+                          **partition_needs(expectations))
     return combine(summaries, expectations)
 
 
@@ -131,10 +122,10 @@ def combine(summaries: list[dict[str, Any]], expectations: list[Expectation]) ->
     return result
 
 
-def check_partition(part: PartitionLike, expectations: list[Expectation], distinct: list[str],
+def check_partition(part: Part, expectations: list[Expectation], distinct: list[str],
                     minmax: list[str]) -> dict[str, Any]:
     """What one partition contributes: GX's results (examples with repeats) and a few counts."""
-    from cloudhop.validation import _gx
+    from cloudhop.validation._gx import run_expectations
 
     df = part.read()
     out: dict[str, Any] = {"where": part.describe(), "rows": len(df), "columns": list(df.columns),
@@ -151,7 +142,7 @@ def check_partition(part: PartitionLike, expectations: list[Expectation], distin
                 out["min"][c], out["max"][c] = (s.min(), s.max()) if len(s) else (None, None)
             except TypeError:  # unorderable values: GX reports the error itself
                 pass
-    out["results"] = _gx.run_expectations(df, expectations, distinct_examples=False)
+    out["results"] = run_expectations(df, expectations, distinct_examples=False)
     del df
     gc.collect()  # GX leaves reference cycles holding the batch; unfreed, a worker's memory grows per partition
     return out
@@ -160,7 +151,7 @@ def check_partition(part: PartitionLike, expectations: list[Expectation], distin
 def _combine(i: int, exp: Expectation, parts: list[dict[str, Any]]) -> dict[str, Any]:
     from great_expectations.util import convert_to_json_serializable
 
-    from cloudhop.validation import _gx
+    from cloudhop.validation._gx import get_expectation_impl, result_entry
 
     rs = [p["results"][i] for p in parts]
     errors = [(p, r) for p, r in zip(parts, rs) if r["error"]]
@@ -168,10 +159,10 @@ def _combine(i: int, exp: Expectation, parts: list[dict[str, Any]]) -> dict[str,
         entry = dict(errors[0][1])
         entry["success"] = False
     else:
-        impl = _gx.get_expectation_impl(exp.type)(**exp.kwargs, meta=exp.meta)
+        impl = get_expectation_impl(exp.type)(**exp.kwargs, meta=exp.meta)
         raw = _validate(exp, impl, parts, rs)
         result = convert_to_json_serializable(raw.get("result") or {})
-        entry = _gx.result_entry(exp, bool(raw["success"]), result, None)
+        entry = result_entry(exp, bool(raw["success"]), result, None)
     where = []
     for p, r in zip(parts, rs):
         n = (r.get("observed") or {}).get("unexpected_count")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cloudhop.validation.suite import DTYPE_CHECK, KIND_DTYPES
+from cloudhop.validation.expectation import DTYPE_CHECK, KIND_DTYPES
 
 __all__ = ["ExpectationFailure", "ValidationResult", "ValidationError", "raise_for"]
 
@@ -110,7 +110,7 @@ def expected_text(type_: str, kw: dict[str, Any]) -> str:
     if type_ == "expect_column_to_exist":
         return "column exists"
     if type_ == DTYPE_CHECK:
-        return f"{kw.get('kind')}: {KIND_DTYPES.get(kw.get('kind'), '?')}"
+        return f"{kw.get('kind')}: {KIND_DTYPES.get(str(kw.get('kind')), '?')}"
     if type_ == "expect_column_values_to_not_be_null":
         return "no nulls" + mostly
     if type_ == "expect_column_proportion_of_non_null_values_to_be_between":

@@ -1,69 +1,20 @@
-"""Expectation suites as plain data: built from the spec, or read from a user's GX suite.
-
-An `Expectation` is what Great Expectations calls an expectation configuration: its
-snake-case type name, its kwargs and its meta. Plain data (no GX objects) so the same
-suite can be shipped to other processes, run per partition and the results combined.
-"""
+"""Expectation suites as plain data (cloudhop.validation.expectation): built from the spec,
+or read from a user's GX suite."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from cloudhop.spec import ColumnSpec, PipelineSpec
+from cloudhop.validation.expectation import DTYPE_CHECK, Expectation
+from cloudhop.validation.result import ValidationError
 
-__all__ = ["Expectation", "SuiteError", "build_expectations", "load_suite", "dtype_matches", "KIND_DTYPES"]
-
-# The custom dtype check registered with GX by cloudhop.validation._gx.
-DTYPE_CHECK = "expect_column_dtype_to_be_kind"
-
-# What each spec column type accepts, in words (for messages).
-KIND_DTYPES = {
-    "int": "an integer dtype (int8..int64, uint8..uint64, Int64)",
-    "float": "a numeric dtype (float32, float64, or any integer dtype)",
-    "bool": "a boolean dtype (bool, boolean)",
-    "category": "a text or categorical dtype (str, string, object, category)",
-    "string": "a text or categorical dtype (str, string, object, category)",
-    "datetime": "a datetime dtype (datetime64 of any unit, with or without time zone)",
-}
+__all__ = ["SuiteError", "build_expectations", "load_suite", "spec_suite"]
 
 
 class SuiteError(ValueError):
     """A user expectation suite that cannot be used (the message names the file and the problem)."""
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """One expectation: GX snake-case type (e.g. 'expect_column_values_to_not_be_null'), kwargs, meta."""
-    type: str
-    kwargs: dict[str, Any]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def column(self) -> str | None:
-        return self.kwargs.get("column")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "kwargs": dict(self.kwargs), "meta": dict(self.meta)}
-
-
-def dtype_matches(kind: str, dtype: Any) -> bool:
-    """Whether a pandas dtype is acceptable for a spec column type (lenient where sane)."""
-    t = pd.api.types
-    if kind == "int":
-        return t.is_integer_dtype(dtype)
-    if kind == "float":
-        return t.is_float_dtype(dtype) or t.is_integer_dtype(dtype)
-    if kind == "bool":
-        return t.is_bool_dtype(dtype) and not t.is_object_dtype(dtype)
-    if kind in ("category", "string"):
-        return isinstance(dtype, pd.CategoricalDtype) or t.is_string_dtype(dtype)
-    if kind == "datetime":
-        return t.is_datetime64_any_dtype(dtype)
-    raise ValueError(f"unknown column type {kind!r}")
 
 
 def _num(x: float) -> int | float:
@@ -163,22 +114,34 @@ def load_suite(source: str | Path | dict[str, Any]) -> list[Expectation]:
                          f"'expectations' list (GX 1.x ExpectationSuite format)")
     suite_name = data.get("name") or data.get("expectation_suite_name") or where
     out = []
-    for i, e in enumerate(data["expectations"]):
-        if not isinstance(e, dict):
+    for i, item in enumerate(data["expectations"]):
+        if not isinstance(item, dict):
             raise SuiteError(f"user expectation suite {where}: expectations[{i}] is not an object")
-        type_ = e.get("type", e.get("expectation_type"))
+        type_ = item.get("type", item.get("expectation_type"))
         if not isinstance(type_, str) or not type_:
             raise SuiteError(f"user expectation suite {where}: expectations[{i}] has no 'type'")
-        kwargs = e.get("kwargs", {})
-        meta = e.get("meta") or {}
+        kwargs = item.get("kwargs", {})
+        meta = item.get("meta") or {}
         if not isinstance(kwargs, dict) or not isinstance(meta, dict):
             raise SuiteError(f"user expectation suite {where}: expectations[{i}] ({type_}): "
                              f"'kwargs' and 'meta' must be objects")
         out.append(Expectation(type_, dict(kwargs), {**meta, "source": "user", "suite": str(suite_name)}))
-    from cloudhop.validation import _gx  # checks types and kwargs against GX
+    from cloudhop.validation._gx import check_expectation  # checks types and kwargs against GX
 
     for i, exp in enumerate(out):
-        problem = _gx.check_expectation(exp)
+        problem = check_expectation(exp)
         if problem:
             raise SuiteError(f"user expectation suite {where}: expectations[{i}] ({exp.type}): {problem}")
     return out
+
+
+def spec_suite(spec: PipelineSpec, user_suite: str | Path | dict[str, Any] | None = None) -> list[Expectation]:
+    """The spec's suite plus the user suite (`user_suite`, else the spec's `expectations` file)."""
+    expectations = build_expectations(spec)
+    source = user_suite if user_suite is not None else spec.expectations
+    if source is not None:
+        try:
+            expectations += load_suite(source)
+        except SuiteError as e:
+            raise ValidationError(str(e)) from None
+    return expectations

@@ -13,10 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cloudhop.data import flights_table, load_dataset, split_windows
-from cloudhop.data.dask import VALIDATION_PRELOAD, dask_client, open_partitioned, split_partitioned
-from cloudhop.drift import drift_report
-from cloudhop.drift.dask import drift_partitioned
+from cloudhop.data import (VALIDATION_PRELOAD, DaskExecutor, FrameTable, dask_client, flights_table, load_dataset,
+                           open_parquet, split)
+from cloudhop.drift import drift_report, drift_tables
 from cloudhop.spec import parse_spec
 from cloudhop.validation import validate
 from cloudhop.validation.partitioned import validate_partitioned
@@ -87,10 +86,10 @@ def on_cluster(spec, client):
     """One validation of 8 partitions (one per row group) on the cluster, and the workers that ran it."""
     from distributed import get_task_stream
 
-    ds = open_partitioned(spec, partition_bytes=1)
-    assert len(ds.partitions) == 2 * FILES
+    ds = open_parquet(spec, partition_bytes=1)
+    assert len(ds.parts) == 2 * FILES
     with get_task_stream(client) as ts:
-        r = validate_partitioned(ds.partitions, spec, client=client)
+        r = validate_partitioned(ds.parts, spec, executor=DaskExecutor(client))
     return r, {t["worker"] for t in ts.data}
 
 
@@ -123,14 +122,14 @@ def test_bad_partition_reported_with_file_and_rows(on_cluster, spec):
 
 
 def test_worker_killed_mid_validation_gives_the_same_result(spec, pandas_result, client):
-    ds = open_partitioned(spec, partition_bytes=1)
+    ds = open_parquet(spec, partition_bytes=1)
     before = _pids(client)
     victim_addr, victim_pid = sorted(before.items())[0]
     out: dict = {}
 
     def run():
         try:
-            out["result"] = validate_partitioned(ds.partitions, spec, client=client)
+            out["result"] = validate_partitioned(ds.parts, spec, executor=DaskExecutor(client))
         except BaseException as e:  # surfaced below
             out["error"] = e
 
@@ -158,20 +157,20 @@ def test_worker_killed_mid_validation_gives_the_same_result(spec, pandas_result,
 
 
 def test_drift_verdict_and_scores_same_as_pandas(spec, whole, client):
-    w = split_windows(whole, spec)
-    pw = split_partitioned(open_partitioned(spec, partition_bytes=1), spec, client=client)
+    w = split(FrameTable(whole, time_column=spec.split.time_column), spec)
+    pw = split(open_parquet(spec, partition_bytes=1), spec, DaskExecutor(client))
     assert pw.sizes() == w.sizes()
     kw = dict(numeric=spec.numeric, categorical=spec.categorical, threshold=spec.drift.threshold, seed=7,
               html=False)
-    a = drift_report(w.train, w.holdout, sample_size=3_000, **kw)
-    b = drift_partitioned(pw.train.partitions, pw.holdout.partitions, sample_size=3_000, client=client, **kw)
+    a = drift_report(w.train.to_pandas(), w.holdout.to_pandas(), sample_size=3_000, **kw)
+    b = drift_tables(pw.train, pw.holdout, sample_size=3_000, executor=DaskExecutor(client), **kw)
     assert b.summary() == a.summary()                      # scores, verdict, drifted columns
     assert a.reference_rows == 3_000 < w.sizes()["train"]  # sampled
     assert a.current_rows == w.sizes()["holdout"] < 3_000   # taken whole
 
 
 def test_dask_dataframe_reads_the_same_table(spec, whole, client):
-    ddf = open_partitioned(spec).to_dask()
+    ddf = open_parquet(spec).to_dask()
     assert ddf.npartitions == FILES
     got = client.compute(ddf).result()
     pd.testing.assert_frame_equal(got.reset_index(drop=True), whole)

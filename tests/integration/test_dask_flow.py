@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from cloudhop.data import flights_table, load_dataset, split_windows
+from cloudhop.data import FrameTable, flights_table, load_dataset, split
 from cloudhop.drift import drift_report
 from cloudhop.registry import Registry
 from cloudhop.spec import load_spec
@@ -61,27 +61,28 @@ def test_retrain_on_the_dask_engine_matches_pandas_and_serves(prefect_api_url, t
         s = load_spec(spec_path, {"dataset.engine": "pandas"})
         df = load_dataset(s)
         want = validate(df, s)
-        w = split_windows(df, s)
+        w = split(FrameTable(df, time_column=s.split.time_column), s)
+        train, hold = w.train.to_pandas(), w.holdout.to_pandas()
         registry = Registry(Store(spec["store"]), spec["name"])
         mv = registry.get("1")
         saved = Store(spec["store"]).read_json(f"runs/{spec['name']}/{state.state_details.flow_run_id}/validation.json")
         assert [{k: v for k, v in r.items() if k != "partitions"} for r in saved["results"]] == \
             want.to_dict()["results"]
         assert mv.manifest["dataset"]["windows"] == w.sizes()
-        d = drift_report(w.train, w.holdout, numeric=s.numeric, categorical=s.categorical,
+        d = drift_report(train, hold, numeric=s.numeric, categorical=s.categorical,
                          threshold=s.drift.threshold, sample_size=s.drift.sample_size, seed=s.model.seed, html=False)
         assert out["drift"]["drifted_columns"] == d.summary()["drifted_columns"]
         assert out["drift"]["share"] == pytest.approx(d.share)
-        assert out["training"]["steps"] == 2 * -(-len(w.train) // spec["model"]["batch_size"])
+        assert out["training"]["steps"] == 2 * -(-len(train) // spec["model"]["batch_size"])
 
         # evaluation scored every holdout row: recompute the candidate's AUC from the registered model
         pre = Preprocessor.from_dict(json.loads(registry.read_file(mv, "preprocess.json")))
         onnx = registry.read_file(mv, "model.onnx")
-        y = w.holdout["late"].astype("int64").to_numpy()
+        y = hold["late"].astype("int64").to_numpy()
         assert out["metrics"]["candidate"]["roc_auc"] == pytest.approx(
-            metrics("binary", y, onnx_predict(onnx, pre, w.holdout))["roc_auc"], abs=1e-9)
+            metrics("binary", y, onnx_predict(onnx, pre, hold))["roc_auc"], abs=1e-9)
 
-        rows = w.holdout[s.features].head(50)
+        rows = hold[s.features].head(50)
         r = httpx.post(f"http://127.0.0.1:{port}/predict",
                        json={"rows": json.loads(rows.to_json(orient="records"))}, timeout=30)
         assert r.status_code == 200, r.text
@@ -145,7 +146,7 @@ def test_an_existing_scheduler_from_the_environment_does_the_work(prefect_api_ur
     as a user's own cluster must be): the flow's partition tasks run there, and no cluster of its own starts."""
     from distributed import Client, LocalCluster, get_task_stream
 
-    from cloudhop.data.dask import ADDRESS_ENV
+    from cloudhop.data import ADDRESS_ENV
     from flows.validate_large import validate_large
 
     _, spec_path = _bad_origin_dataset(tmp_path)

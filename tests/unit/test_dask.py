@@ -1,6 +1,6 @@
-"""Partitioned data in this process: reading like pandas, exact validation combining, the
-drift sample, engine and cluster choice, streamed training. (On a real cluster:
-tests/integration/test_dask.py.)"""
+"""Partitioned data (ParquetTable) in this process: reading like pandas, exact validation
+combining, the drift sample, engine and cluster choice, streamed training. (On a real cluster:
+tests/integration/test_dask.py; the same figures from a FrameTable: tests/unit/test_table.py.)"""
 from __future__ import annotations
 
 import numpy as np
@@ -9,13 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cloudhop.data import DataError, load_dataset, split_windows
-from cloudhop.data.dask import (ADDRESS_ENV, PANDAS_MAX_BYTES_ENV, choose_engine, dask_address, open_dataset,
-                                open_partitioned, split_partitioned, task_runner_options)
+from cloudhop.data import (ADDRESS_ENV, PANDAS_MAX_BYTES_ENV, DataError, FrameTable, choose_engine, dask_address,
+                           load_dataset, open_dataset, open_parquet, split, task_runner_options)
 from cloudhop.spec import parse_spec
+from cloudhop.validation import Expectation as E
 from cloudhop.validation import ValidationError, ValidationResult, run_expectations
 from cloudhop.validation.partitioned import validate_partitioned, validate_partitions
-from cloudhop.validation.suite import Expectation as E
 
 
 def _write(path, df: pd.DataFrame, row_group_size: int | None = None) -> None:
@@ -48,6 +47,11 @@ def spec_for(uri: str, **dataset) -> object:
     return parse_spec({**SPEC, "dataset": {"uri": uri, **dataset}})
 
 
+def frame_windows(df: pd.DataFrame, spec):
+    """The spec's windows of a frame held in memory (the pandas engine's table)."""
+    return split(FrameTable(df, time_column=spec.split.time_column), spec)
+
+
 @pytest.fixture()
 def messy(tmp_path):
     """Files named out of numeric order, marker files, a subfolder, nulls in an int and a bool
@@ -72,32 +76,32 @@ def messy(tmp_path):
 def test_partitions_read_like_pandas_reads_the_whole(messy):
     spec = spec_for(str(messy))
     whole = load_dataset(spec)
-    ds = open_partitioned(spec)
-    assert [p.path.rsplit("/", 2)[-1] for p in ds.partitions] == ["p1.parquet", "p10.parquet", "p2.parquet",
+    ds = open_parquet(spec)
+    assert [p.path.rsplit("/", 2)[-1] for p in ds.parts] == ["p1.parquet", "p10.parquet", "p2.parquet",
                                                                   "p0.parquet"]
     assert ds.rows == len(whole) == 850
-    assert [p.first_row for p in ds.partitions] == [0, 300, 500, 750]
+    assert [p.first_row for p in ds.parts] == [0, 300, 500, 750]
     assert whole["k"].dtype == "float64" and whole["b"].dtype == object  # nulls in one file widen all
     pd.testing.assert_frame_equal(ds.to_pandas(), whole)
     pd.testing.assert_frame_equal(ds.to_dask().compute(scheduler="sync").reset_index(drop=True), whole)
-    by_row_group = open_partitioned(spec, partition_bytes=1)
-    assert len(by_row_group.partitions) == 3 + 2 + 3 + 1
+    by_row_group = open_parquet(spec, partition_bytes=1)
+    assert len(by_row_group.parts) == 3 + 2 + 3 + 1
     pd.testing.assert_frame_equal(by_row_group.to_pandas(), whole)
-    assert by_row_group.partitions[4].label.endswith("p10.parquet rows 400-499")
+    assert by_row_group.parts[4].label.endswith("p10.parquet rows 400-499")
 
 
 def test_limit_and_windows(messy):
-    ds = open_partitioned(spec_for(str(messy), limit=350))
-    assert [p.rows for p in ds.partitions] == [300, 200]  # whole partitions: a limit is for quick runs
+    ds = open_parquet(spec_for(str(messy), limit=350))
+    assert [p.rows for p in ds.parts] == [300, 200]  # whole partitions: a limit is for quick runs
     spec = spec_for(str(messy))
-    w, pw = split_windows(load_dataset(spec), spec), split_partitioned(open_partitioned(spec), spec)
+    w, pw = frame_windows(load_dataset(spec), spec), split(open_parquet(spec), spec)
     assert pw.sizes() == w.sizes()
     for name in ("train", "validation", "holdout"):
-        pd.testing.assert_frame_equal(getattr(pw, name).to_pandas(), getattr(w, name))
+        pd.testing.assert_frame_equal(getattr(pw, name).to_pandas(), getattr(w, name).to_pandas())
     late = parse_spec({**SPEC, "dataset": {"uri": str(messy)},
                        "split": {**SPEC["split"], "validation_start": "2025-01-01", "holdout_start": "2025-02-01"}})
     with pytest.raises(DataError, match="time windows validation, holdout are empty"):
-        split_partitioned(open_partitioned(late), late)
+        split(open_parquet(late), late)
 
 
 def test_what_the_dask_engine_cannot_read(tmp_path):
@@ -194,9 +198,9 @@ def test_combined_figures_equal_one_pandas_run(tricky):
     d, whole = tricky
     spec = spec_for(str(d))
     exps = __import__("cloudhop.validation", fromlist=["build_expectations"]).build_expectations(spec) + USER
-    ds = open_partitioned(spec, partition_bytes=1)
-    assert len(ds.partitions) == 6
-    got = validate_partitions(ds.partitions, exps)
+    ds = open_parquet(spec, partition_bytes=1)
+    assert len(ds.parts) == 6
+    got = validate_partitions(ds.parts, exps)
     want = ValidationResult.from_results(run_expectations(whole, exps), row_count=len(whole))
     assert _strip(got.results) == want.results
     assert got.success is want.success is False and got.statistics == want.statistics
@@ -211,7 +215,7 @@ def test_combined_figures_equal_one_pandas_run(tricky):
     assert not missing["success"] and len(missing["partitions"]) == 6
     # the same through the spec entry point, with a user suite as a dict
     suite = {"expectations": [e.to_dict() for e in USER]}
-    r = validate_partitioned(ds.partitions, spec, user_suite=suite)
+    r = validate_partitioned(ds.parts, spec, user_suite=suite)
     assert [x["success"] for x in r.results] == [x["success"] for x in want.results]
 
 
@@ -242,7 +246,7 @@ def test_a_file_with_another_dtype_is_named(tmp_path):
     b["k"] = b["k"].astype(str)
     _write(d / "a.parquet", a)
     _write(d / "b.parquet", b)
-    r = validate_partitioned(open_partitioned(spec_for(str(d))).partitions, spec_for(str(d)))
+    r = validate_partitioned(open_parquet(spec_for(str(d))).parts, spec_for(str(d)))
     (f,) = [f for f in r.failures if f.column == "k" and f.expectation == "expect_column_dtype_to_be_kind"]
     assert "mixed across partitions: int64 in 1, str in 1" in f.message
     assert f.message.endswith(f"(in {d / 'b.parquet'} rows 100-199: str)")
@@ -250,19 +254,19 @@ def test_a_file_with_another_dtype_is_named(tmp_path):
 
 # -- drift -----------------------------------------------------------------------------
 def test_drift_sample_is_the_one_drift_report_draws(tricky):
-    from cloudhop.drift import drift_report
-    from cloudhop.drift.dask import drift_partitioned
+    from cloudhop.drift import drift_report, drift_tables
 
     d, _ = tricky
     spec = spec_for(str(d))
-    w = split_windows(load_dataset(spec), spec)
-    pw = split_partitioned(open_partitioned(spec, partition_bytes=1), spec)
+    w = frame_windows(load_dataset(spec), spec)
+    pw = split(open_parquet(spec, partition_bytes=1), spec)
     kw = dict(numeric=["x", "k"], categorical=["s"], threshold=0.3, seed=5, html=False)
     for n in (150, 10_000):  # sampled; taken whole
-        a = drift_report(w.train, w.holdout, sample_size=n, **kw)
-        b = drift_partitioned(pw.train.partitions, pw.holdout.partitions, sample_size=n, **kw)
+        a = drift_report(w.train.to_pandas(), w.holdout.to_pandas(), sample_size=n, **kw)
+        b = drift_tables(pw.train, pw.holdout, sample_size=n, **kw)
         assert b.summary() == a.summary()
-    assert a.reference_rows == len(w.train)
+        assert drift_tables(w.train, w.holdout, sample_size=n, **kw).summary() == a.summary()
+    assert a.reference_rows == w.train.count()
 
 
 # -- streamed training ----------------------------------------------------------------------
@@ -272,7 +276,7 @@ class Counting:
     in_memory = False
 
     def __init__(self, ds):
-        self.ds, self.parts, self.reads = ds, ds.partitions, []
+        self.ds, self.parts, self.reads = ds, ds.parts, []
 
     def count(self):
         return self.ds.count()
@@ -344,16 +348,16 @@ def test_streamed_training_reads_a_partition_at_a_time_and_resumes_exactly(tmp_p
 def test_head_sample_and_pandas_windows(tricky):
     d, whole = tricky
     spec = spec_for(str(d))
-    ds = open_partitioned(spec, partition_bytes=1)
+    ds = open_parquet(spec, partition_bytes=1)
     pd.testing.assert_frame_equal(ds.head(450), whole.head(450))
     rng = np.random.default_rng(3)
     want = whole.iloc[np.sort(rng.choice(len(whole), 100, replace=False))].reset_index(drop=True)
     pd.testing.assert_frame_equal(ds.sample(100, seed=3), want)
-    pw = split_partitioned(ds, spec)
-    w = pw.to_windows(max_rows=200, seed=1)
-    full = split_windows(whole, spec)
-    pos = np.sort(np.random.default_rng(1).choice(len(full.train), 200, replace=False))
-    pd.testing.assert_frame_equal(w.train, full.train.iloc[pos].reset_index(drop=True))  # seeded, in row order
-    assert len(full.validation) == 120 and len(full.holdout) > 200
-    pd.testing.assert_frame_equal(w.validation, full.validation)          # small enough: whole
-    pd.testing.assert_frame_equal(pw.to_windows().holdout, full.holdout)
+    pw = split(ds, spec)
+    full = frame_windows(whole, spec)
+    train, valid, hold = (x.to_pandas() for x in (full.train, full.validation, full.holdout))
+    pos = np.sort(np.random.default_rng(1).choice(len(train), 200, replace=False))
+    pd.testing.assert_frame_equal(pw.train.sample(200, seed=1), train.iloc[pos].reset_index(drop=True))  # in row order
+    assert len(valid) == 120 and len(hold) > 200
+    pd.testing.assert_frame_equal(pw.validation.sample(200, seed=1), valid)          # small enough: whole
+    pd.testing.assert_frame_equal(pw.holdout.to_pandas(), hold)

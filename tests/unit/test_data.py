@@ -1,6 +1,6 @@
 import pytest
 
-from cloudhop.data import DataError, fingerprint, read_table, split_windows
+from cloudhop.data import DataError, FrameTable, fingerprint, read_table, split
 from cloudhop.spec import load_spec
 
 
@@ -18,16 +18,17 @@ def test_flights_table_has_label_and_weather(flights):
 
 def test_split_windows_are_disjoint_and_ordered(flights):
     s = load_spec("specs/flights.yaml")
-    w = split_windows(flights, s)
+    w = split(FrameTable(flights, time_column=s.split.time_column), s)
     assert sum(w.sizes().values()) == len(flights)
-    assert w.train["time_hour"].max() < w.validation["time_hour"].min()
-    assert w.validation["time_hour"].max() < w.holdout["time_hour"].min()
+    train, valid, hold = (x.to_pandas()["time_hour"] for x in (w.train, w.validation, w.holdout))
+    assert train.max() < valid.min()
+    assert valid.max() < hold.min()
 
 
 def test_empty_window_is_a_clear_error(flights):
     s = load_spec("specs/flights.yaml", {"split.validation_start": "2015-01-01", "split.holdout_start": "2015-02-01"})
     with pytest.raises(DataError, match="time windows validation, holdout are empty"):
-        split_windows(flights, s)
+        split(FrameTable(flights, time_column=s.split.time_column), s)
 
 
 def test_csv_and_parquet_round_trip(tmp_path, flights):

@@ -12,7 +12,7 @@ from cloudhop.data import flights_table
 from cloudhop.spec import load_spec, parse_spec
 from cloudhop.validation import (ValidationError, ValidationResult, build_expectations, load_suite, raise_for,
                                  validate)
-from cloudhop.validation.suite import SuiteError, dtype_matches
+from cloudhop.validation import SuiteError, dtype_matches
 
 ROOT = Path(__file__).resolve().parents[2]
 USER_SUITE = ROOT / "tests" / "data" / "flights_extra_suite.json"
