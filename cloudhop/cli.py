@@ -52,7 +52,7 @@ def cmd_show(a) -> int:
     if not a.full:
         m.pop("spec", None)
         m.get("training", {}).pop("history", None)
-    print(json.dumps(m, indent=2, default=str))
+    print(json.dumps(m, indent=2, sort_keys=True, default=str))  # the order of manifest.json
     return 0
 
 

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from cloudhop.store import Store
 from cloudhop.training.preprocess import category_key, category_keys
 
-__all__ = ["META_COLUMNS", "Batch", "log_prefix", "part_key", "dated_parts", "to_table", "write_part",
+__all__ = ["META_COLUMNS", "Batch", "log_prefix", "part_key", "dated_parts", "write_part",
            "read_prediction_log", "feature_frame"]
 
 META_COLUMNS = ("served_at", "model", "version", "target", "row_id", "prediction")
@@ -111,7 +111,7 @@ class Batch:
     row_ids: list[str] | None
 
 
-def to_table(model: str, target: str, batches: Sequence[Batch]) -> pa.Table:
+def _to_table(model: str, target: str, batches: Sequence[Batch]) -> pa.Table:
     """One Arrow table in the log's schema, for batches that share a feature layout."""
     cats, nums = batches[0].categorical, batches[0].numeric
     served: list[datetime] = []
@@ -144,7 +144,7 @@ def to_table(model: str, target: str, batches: Sequence[Batch]) -> pa.Table:
 
 def write_part(store: Store, model: str, target: str, batches: Sequence[Batch]) -> tuple[str, int]:
     """Write batches that share a date and a feature layout as one part; returns (key, rows written)."""
-    table = to_table(model, target, batches)
+    table = _to_table(model, target, batches)
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
     key = part_key(model, batches[0].served_at)

@@ -15,6 +15,9 @@ Sampling: each side larger than `sample_size` is sampled without replacement, by
 Generator seeded with `seed` (`np.random.default_rng(seed)`; reference positions drawn
 first, then current), rows kept in their original order. Same inputs and seed give the
 same sample and the same result.
+
+The drift of served traffic (the prediction log against the champion's reference sample, and
+the event it leads to) is `cloudhop.drift.monitor`, imported on its own.
 """
 from __future__ import annotations
 

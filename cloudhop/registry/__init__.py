@@ -8,7 +8,8 @@ Layout under the store root::
 A version becomes visible only when its manifest.json exists; the manifest is written
 last, with a create-only write, and lists the sha256 of every file. Readers ignore
 folders without a manifest, so a crash mid-publish leaves nothing half-written in
-view. An alias is one small object replaced atomically.
+view. An alias is one small object replaced atomically. The manifest's fields are the
+`Manifest` model (`cloudhop.registry.manifest`).
 """
 from __future__ import annotations
 
