@@ -1,9 +1,9 @@
 """Drift monitoring of served traffic.
 
-The prediction log of a time window (`cloudhop.predlog`: what the servers answered) is compared with the
-champion's reference sample (a seeded sample of its training window) by Evidently; where
-labels have arrived for logged rows, the champion's metric on them is compared with its
-holdout metric. The verdict becomes one event: `cloudhop.drift.detected` or
+The prediction log of a time window (what the servers answered, read through
+`cloudhop.predlog`) is compared with the champion's reference sample (a seeded sample of
+its training window) by Evidently; where labels have arrived for logged rows, the
+champion's metric on them is compared with its holdout metric. The verdict becomes one event: `cloudhop.drift.detected` or
 `cloudhop.drift.checked`. No Prefect here: the `monitor` flow emits what `MonitorResult.event()`
 describes.
 

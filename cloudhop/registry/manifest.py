@@ -5,9 +5,10 @@ sha256 of every file, and writes it as `manifest.json`; every reader goes throug
 
 The JSON on disk keeps the field names it has always had, so stores written before this
 model existed read back unchanged. Unknown fields are refused (a typo never reaches a
-store). Every field is optional because a manifest holds only what its writer set
-(`Registry.publish` accepts an empty one); `to_dict` writes exactly those fields, so a
-manifest read back re-serialises to the same bytes.
+store). Every field of `Manifest` itself is optional because a manifest holds only what its
+writer set (`Registry.publish` accepts an empty one); `to_dict` writes exactly those fields,
+so a manifest read back re-serialises to the same bytes. A new field in what `register`
+records (say, a new key of the trainer's info) is added here first.
 """
 from __future__ import annotations
 
