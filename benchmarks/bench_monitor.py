@@ -37,8 +37,9 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from cloudhop import monitor as mon  # noqa: E402
-from cloudhop.registry import Registry  # noqa: E402
+from cloudhop.drift import monitor as mon  # noqa: E402
+from cloudhop.registry import Manifest, Registry  # noqa: E402
+from cloudhop.registry.manifest import Features  # noqa: E402
 from cloudhop.spec import load_spec  # noqa: E402
 from cloudhop.store import Store  # noqa: E402
 
@@ -96,9 +97,9 @@ def build_monitor_store(root: Path, rows: int) -> tuple[str, Registry]:
     t = df[spec.split.time_column]
     reg = Registry(Store(store_uri), spec.name)
     ref = mon.reference_bytes(df[t < "2013-06-01"], spec.categorical, spec.numeric, spec.drift.sample_size, 0)
-    mv = reg.publish({mon.REFERENCE_FILE: ref}, {"features": {"categorical": spec.categorical,
-                                                              "numeric": spec.numeric},
-                                                 "spec": spec.model_dump(mode="json")})
+    mv = reg.publish({mon.REFERENCE_FILE: ref}, Manifest(features=Features(categorical=spec.categorical,
+                                                                           numeric=spec.numeric),
+                                                         spec=spec.model_dump(mode="json")))
     reg.set_alias("champion", mv.version)
     sep = df[(t >= "2013-09-01") & (t < "2013-10-01")]
     rng = np.random.default_rng(0)
@@ -127,7 +128,7 @@ def monitor_library(reg: Registry, start: datetime, end: datetime, sample_size: 
     from cloudhop.drift import drift_report
 
     champion = reg.champion()
-    cat, num = champion.manifest["features"]["categorical"], champion.manifest["features"]["numeric"]
+    cat, num = champion.manifest.features.categorical, champion.manifest.features.numeric
     served = mon.read_served(reg.store, reg.name, start, end, champion.version)
     ref, _ = mon.load_reference(reg, champion, sample_size, 0)
     cur = mon.normalize(mon.sample_rows(served, sample_size, 0), cat, num, "log")
@@ -136,7 +137,7 @@ def monitor_library(reg: Registry, start: datetime, end: datetime, sample_size: 
 
 
 def bench_monitor(root: Path, rows: int, unsampled: bool) -> list[tuple]:
-    from cloudhop.serving.log import read_prediction_log
+    from cloudhop.predlog import read_prediction_log
 
     print(f"building a store with {rows:,} logged rows ...", flush=True)
     spec_path, reg = build_monitor_store(root, rows)

@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cloudhop.registry import Registry  # noqa: E402
+from cloudhop.registry import Manifest, Registry  # noqa: E402
 from cloudhop.serving.model import load_model  # noqa: E402
 from cloudhop.store import Store  # noqa: E402
 from cloudhop.training.preprocess import Preprocessor  # noqa: E402
@@ -104,7 +104,7 @@ def build_store(root: str) -> tuple[Registry, list[dict]]:
     onnx_bytes = onnx_bytes or export_flights_net(
         pre.cardinalities, len(pre.numeric), spec.model.hidden, spec.model.embedding_dim, seed=0)
     for _ in range(2):  # two versions (same weights) to swap between
-        reg.publish({"model.onnx": onnx_bytes, "preprocess.json": json.dumps(pre.to_dict()).encode()}, {})
+        reg.publish({"model.onnx": onnx_bytes, "preprocess.json": json.dumps(pre.to_dict()).encode()}, Manifest())
     reg.set_alias("champion", "1")
     return reg, rows
 

@@ -9,6 +9,8 @@ from cloudhop.registry import Registry, RegistryError
 from cloudhop.spec import SpecError, load_spec
 from cloudhop.store import Store
 
+__all__ = ["main"]
+
 
 def _registry(spec_path: str) -> Registry:
     s = load_spec(spec_path)
@@ -31,8 +33,8 @@ def cmd_versions(a) -> int:
     for v in reg.versions():
         mv = reg.get(v)
         m = mv.manifest
-        rows.append((v, m.get("created_at", ""), ",".join(sorted(by_version.get(v, []))),
-                     m.get("trained_where") or "", _fmt_metrics(m.get("metrics", {}).get("candidate"))))
+        rows.append((v, m.created_at or "", ",".join(sorted(by_version.get(v, []))),
+                     m.trained_where or "", _fmt_metrics(m.metrics.candidate)))
     if not rows:
         print(f"model {reg.name} has no versions in {reg.store.uri}")
         return 0
@@ -46,11 +48,11 @@ def cmd_versions(a) -> int:
 def cmd_show(a) -> int:
     reg = _registry(a.spec)
     mv = reg.get(a.version)
-    m = dict(mv.manifest)
+    m = mv.manifest.to_dict()
     if not a.full:
         m.pop("spec", None)
         m.get("training", {}).pop("history", None)
-    print(json.dumps(m, indent=2, default=str))
+    print(json.dumps(m, indent=2, sort_keys=True, default=str))  # the order of manifest.json
     return 0
 
 
@@ -82,7 +84,7 @@ def cmd_replay(a) -> int:
         return 2
     print(stats.summary())
     if a.labels and stats.rows:
-        from cloudhop.monitor import write_labels
+        from cloudhop.drift.monitor import write_labels
 
         store = Store(spec.store, spec.store_options)
         labels = rows[spec.target.column].iloc[stats.answered].tolist()

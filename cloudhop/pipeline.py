@@ -16,6 +16,8 @@ import pandas as pd
 
 from cloudhop.data import Executor, Table, Windows, open_table, split as split_table
 from cloudhop.registry import ModelVersion, Registry
+from cloudhop.registry.manifest import (DatasetInfo, DriftSummary, Features, Manifest, Metrics, TrainingInfo,
+                                        ValidationSummary)
 from cloudhop.registry.revision import code_revision
 from cloudhop.spec import PipelineSpec
 from cloudhop.store import Store
@@ -186,29 +188,29 @@ def register(spec: PipelineSpec, registry: Registry, trained: Trained, evaluatio
     }
     if drift.html:
         files["drift.html"] = drift.html
-    from cloudhop.monitor import reference_bytes  # the monitor's drift reference: a seeded training sample
+    from cloudhop.drift.monitor import reference_bytes  # the monitor's drift reference: a seeded training sample
 
     train = windows.train.sample(spec.drift.sample_size, spec.model.seed, columns=spec.features)
     files["reference.parquet"] = reference_bytes(train, spec.categorical, spec.numeric,
                                                  spec.drift.sample_size, spec.model.seed)
     parent = registry.champion()
-    manifest = {
-        "parent_version": parent.version if parent else None,
-        "dataset": {"uri": spec.dataset.uri, "fingerprint": data_fingerprint, "windows": windows.sizes()},
-        "spec_hash": spec.spec_hash(),
-        "spec": spec.model_dump(mode="json"),
-        "code_revision": code_revision(),
-        "task": spec.target.task,
-        "target": spec.target.column,
-        "features": {"categorical": spec.categorical, "numeric": spec.numeric},
-        "metrics": {"candidate": evaluation.candidate, "champion": evaluation.champion,
-                    "champion_version": evaluation.champion_version, "baseline": evaluation.baseline,
-                    "metric": evaluation.metric, "promote": evaluation.promote, "reason": evaluation.reason},
-        "validation": validation_summary,
-        "drift": drift.summary(),
-        "training": {**trained.info, "history": trained.history},
-        "trained_where": trained.info.get("where"),
-        "run_id": run_id,
-        "python": platform.python_version(),
-    }
+    manifest = Manifest(
+        parent_version=parent.version if parent else None,
+        dataset=DatasetInfo(uri=spec.dataset.uri, fingerprint=data_fingerprint, windows=windows.sizes()),
+        spec_hash=spec.spec_hash(),
+        spec=spec.model_dump(mode="json"),
+        code_revision=code_revision(),
+        task=spec.target.task,
+        target=spec.target.column,
+        features=Features(categorical=spec.categorical, numeric=spec.numeric),
+        metrics=Metrics(candidate=evaluation.candidate, champion=evaluation.champion,
+                        champion_version=evaluation.champion_version, baseline=evaluation.baseline,
+                        metric=evaluation.metric, promote=evaluation.promote, reason=evaluation.reason),
+        validation=ValidationSummary.model_validate(validation_summary),
+        drift=DriftSummary.model_validate(drift.summary()),
+        training=TrainingInfo.model_validate({**trained.info, "history": trained.history}),
+        trained_where=trained.info.get("where"),
+        run_id=run_id,
+        python=platform.python_version(),
+    )
     return registry.publish(files, manifest)

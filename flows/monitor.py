@@ -11,11 +11,13 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from cloudhop import monitor as mon
+from cloudhop.drift import monitor as mon
 from cloudhop.pipeline import open_registry
 from cloudhop.spec import load_spec
 from flows.retrain import Window
 from tasks.monitor import drift_task, emit_task, performance_task, read_log_task, reference_task, report_task
+
+__all__ = ["ServedWindow", "monitor"]
 
 
 class ServedWindow(BaseModel):
@@ -64,8 +66,8 @@ def monitor(
     now = datetime.now(timezone.utc)
     start, end = mon.served_window(window.start, window.end, window.minutes, now)
     n = sample_size or s.drift.sample_size
-    categorical = list(champion.manifest["features"]["categorical"])
-    numeric = list(champion.manifest["features"]["numeric"])
+    categorical = list(champion.manifest.features.categorical)
+    numeric = list(champion.manifest.features.numeric)
 
     served = read_log_task(registry, start, end, champion.version)
     result = mon.MonitorResult(

@@ -100,7 +100,7 @@ def retrain(
             # as the `deploy` deployment, without a child flow run per retrain (its creation and
             # its heartbeat thread cost about a second).
             deployed = deploy_flow.fn(spec=spec, version=mv.version, overrides=ov or None)
-        registry.set_alias("champion", mv.version, run_id=mv.manifest.get("run_id"), reason=reason)
+        registry.set_alias("champion", mv.version, run_id=mv.manifest.run_id, reason=reason)
     summary = {
         "model": s.name, "version": mv.version, "promoted": evaluation.promote, "reason": evaluation.reason,
         "champion": registry.alias("champion")["version"],

@@ -1,4 +1,4 @@
-"""Thin Prefect tasks around cloudhop.monitor: logging, artifacts and the event."""
+"""Thin Prefect tasks around cloudhop.drift.monitor: logging, artifacts and the event."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -10,9 +10,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
-from cloudhop import monitor as mon
+from cloudhop.drift import monitor as mon
 from cloudhop.registry import ModelVersion, Registry
 from cloudhop.spec import PipelineSpec
+
+__all__ = ["read_log_task", "reference_task", "drift_task", "performance_task", "report_task", "emit_task"]
 
 _task = dict(cache_policy=NO_CACHE, persist_result=False)
 
@@ -60,7 +62,7 @@ def performance_task(spec: PipelineSpec, registry: Registry, champion: ModelVers
         return None, "no performance check: the prediction log has no row_id column to join labels on"
     joined = mon.join_labels(served, mon.read_labels(registry.store, registry.name, start))
     metric = spec.metric
-    ref = ((champion.manifest.get("metrics") or {}).get("candidate") or {}).get(metric)
+    ref = champion.manifest.metrics.candidate.get(metric)
     perf = mon.performance(spec.target.task, metric, joined, ref, max_drop)
     if perf is None:
         return None, f"no performance check: {len(joined)} labeled rows in the window (need 50)"

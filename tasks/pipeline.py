@@ -23,6 +23,9 @@ from cloudhop import pipeline
 from cloudhop.data import VALIDATION_PRELOAD, DaskExecutor, Executor, Table, executor_for
 from cloudhop.spec import PipelineSpec, load_spec
 
+__all__ = ["load_spec_task", "load_data_task", "validate_task", "report_validation", "split_task", "train_task",
+           "evaluate_task", "drift_task", "register_task", "smoke_task"]
+
 # Inputs here are DataFrames and model bytes: hashing them for a cache key would cost
 # more than the work, so no task caches.
 _task = dict(cache_policy=NO_CACHE, persist_result=False)
@@ -173,7 +176,7 @@ def register_task(spec, registry, trained, evaluation, validation, drift, smoke,
     run_id = flow_run.get_id()
     mv = pipeline.register(spec, registry, trained, evaluation, validation.summary(), validation.to_dict(), drift,
                            smoke, data_fingerprint, windows, run_id=str(run_id) if run_id else None)
-    files = mv.manifest["files"]
+    files = mv.manifest.files
     links = "\n".join(f"- `{f}`: {registry.store.url(mv.key(f))}" for f in sorted(files))
     create_markdown_artifact(
         key=_key(f"{spec.name}-version"),

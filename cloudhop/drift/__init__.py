@@ -18,6 +18,9 @@ table sampler (cloudhop.data.table.sample_table) with one numpy Generator seeded
 rows kept in their original order. Same rows and seed give the same sample and the same
 result, whichever engine holds the tables: `drift_tables` draws each side's sample a part
 at a time (on an executor), then runs `drift_report` on the samples.
+
+The drift of served traffic (the prediction log against the champion's reference sample, and
+the event it leads to) is `cloudhop.drift.monitor`, imported on its own.
 """
 from __future__ import annotations
 

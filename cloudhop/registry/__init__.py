@@ -8,19 +8,20 @@ Layout under the store root::
 A version becomes visible only when its manifest.json exists; the manifest is written
 last, with a create-only write, and lists the sha256 of every file. Readers ignore
 folders without a manifest, so a crash mid-publish leaves nothing half-written in
-view. An alias is one small object replaced atomically.
+view. An alias is one small object replaced atomically. The manifest's fields are the
+`Manifest` model (`cloudhop.registry.manifest`).
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from cloudhop.registry.manifest import FileEntry, Manifest
 from cloudhop.store import Store, sha256_bytes
 
-__all__ = ["Registry", "RegistryError", "ModelVersion"]
+__all__ = ["Registry", "RegistryError", "ModelVersion", "Manifest"]
 
 _VERSION = re.compile(r"^\d+$")
 
@@ -33,7 +34,7 @@ class RegistryError(RuntimeError):
 class ModelVersion:
     name: str
     version: str
-    manifest: dict[str, Any]
+    manifest: Manifest
     prefix: str  # store key of the version folder
 
     def key(self, filename: str) -> str:
@@ -62,7 +63,11 @@ class Registry:
         key = f"{self.base}/{version}/manifest.json"
         if not self.store.exists(key):
             raise RegistryError(f"model {self.name} has no version {version}")
-        return ModelVersion(self.name, version, self.store.read_json(key), f"{self.base}/{version}")
+        try:
+            manifest = Manifest.model_validate(self.store.read_json(key))
+        except ValueError as e:  # not JSON, or not a manifest (pydantic's ValidationError is a ValueError)
+            raise RegistryError(f"{self.store.url(key)} is not a valid manifest: {e}") from None
+        return ModelVersion(self.name, version, manifest, f"{self.base}/{version}")
 
     def resolve(self, ref: str) -> str:
         """A version number, 'latest', or an alias name -> a version number."""
@@ -79,7 +84,7 @@ class Registry:
             raise RegistryError(f"model {self.name} has no alias {ref!r}")
         return alias["version"]
 
-    def publish(self, files: dict[str, bytes], manifest: dict[str, Any]) -> ModelVersion:
+    def publish(self, files: dict[str, bytes], manifest: Manifest) -> ModelVersion:
         """Write a new version: every file, then the manifest (create-only) as the commit."""
         if "manifest.json" in files:
             raise RegistryError("manifest.json is written by the registry")
@@ -88,21 +93,20 @@ class Registry:
         prefix = f"{self.base}/{version}"
         for fname, data in files.items():
             self.store.write_bytes(f"{prefix}/{fname}", data)
-        full = dict(manifest)
-        full.update(name=self.name, version=version, created_at=full.get("created_at") or now_iso(),
-                    files={f: {"sha256": sha256_bytes(d), "bytes": len(d)} for f, d in files.items()})
-        blob = json.dumps(full, indent=2, sort_keys=True, default=str).encode()
-        if not self.store.write_bytes_if_absent(f"{prefix}/manifest.json", blob):
+        full = manifest.model_copy(update=dict(
+            name=self.name, version=version, created_at=manifest.created_at or now_iso(),
+            files={f: FileEntry(sha256=sha256_bytes(d), bytes=len(d)) for f, d in files.items()}))
+        if not self.store.write_bytes_if_absent(f"{prefix}/manifest.json", full.to_json()):
             raise RegistryError(f"version {version} of {self.name} was published concurrently; retry")
         return ModelVersion(self.name, version, full, prefix)
 
     def read_file(self, mv: ModelVersion, filename: str, verify: bool = True) -> bytes:
         data = self.store.read_bytes(mv.key(filename))
         if verify:
-            want = mv.manifest.get("files", {}).get(filename, {}).get("sha256")
-            if want is None:
+            entry = mv.manifest.files.get(filename)
+            if entry is None:
                 raise RegistryError(f"{filename} is not listed in the manifest of {self.name} v{mv.version}")
-            got = sha256_bytes(data)
+            want, got = entry.sha256, sha256_bytes(data)
             if got != want:
                 raise RegistryError(f"sha256 mismatch for {self.store.url(mv.key(filename))}: "
                                     f"manifest says {want[:12]}…, file has {got[:12]}…")
@@ -112,7 +116,7 @@ class Registry:
         """Problems found in a version's files (empty when every checksum matches)."""
         mv = self.get(version)
         problems = []
-        for fname in mv.manifest.get("files", {}):
+        for fname in mv.manifest.files:
             try:
                 self.read_file(mv, fname)
             except (RegistryError, FileNotFoundError) as e:

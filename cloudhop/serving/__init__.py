@@ -16,11 +16,12 @@ process exits with status 2 and says why.
     GET  /metrics     -> Prometheus text
     POST /admin/load  {"version": REF} -> {"previous", "version"}; a broken version leaves the old one serving
 
-Served rows go to the store's prediction log (see `cloudhop.serving.log`).
+Served rows go to the store's prediction log (`cloudhop.serving.log` buffers them; `cloudhop.predlog`
+holds its layout and reads it back).
 """
 from cloudhop.serving.model import LoadedModel, ModelLoadError, load_model
 
-__all__ = ["LoadedModel", "ModelLoadError", "load_model", "create_app", "read_prediction_log", "PredictionLog"]
+__all__ = ["LoadedModel", "ModelLoadError", "load_model", "create_app", "PredictionLog"]
 
 
 def __getattr__(name: str):
@@ -28,7 +29,7 @@ def __getattr__(name: str):
     if name == "create_app":
         from cloudhop.serving.app import create_app
         return create_app
-    if name in ("read_prediction_log", "PredictionLog"):
-        from cloudhop.serving import log
-        return getattr(log, name)
+    if name == "PredictionLog":
+        from cloudhop.serving.log import PredictionLog
+        return PredictionLog
     raise AttributeError(name)

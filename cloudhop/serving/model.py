@@ -82,7 +82,7 @@ def load_model(registry: Registry, ref: str, threads: int = 1) -> LoadedModel:
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
         raise ModelLoadError(f"{where}: ONNX Runtime cannot load model.onnx: {e}") from None
     _check_signature(session, pre, where)
-    model = LoadedModel(registry.name, mv.version, mv.manifest["files"]["model.onnx"]["sha256"],
+    model = LoadedModel(registry.name, mv.version, mv.manifest.files["model.onnx"].sha256,
                         datetime.now(timezone.utc).isoformat(timespec="seconds"), session, pre)
     try:
         out = model.predict_records([{}])

@@ -35,7 +35,7 @@ def copy_version(registry: Registry, dest: Store, version: str) -> int:
     if dest.exists(mv.key("manifest.json")) and not there.verify(version):
         return 0  # already there and intact
     sent = 0
-    for fname in mv.manifest.get("files", {}):
+    for fname in mv.manifest.files:
         data = registry.read_file(mv, fname)
         dest.write_bytes(mv.key(fname), data)
         sent += len(data)

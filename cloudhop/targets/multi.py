@@ -55,7 +55,7 @@ def load_smoke(registry: Registry, version: str) -> dict | None:
     import json
 
     mv = registry.get(version)
-    if "smoke.json" not in mv.manifest.get("files", {}):
+    if "smoke.json" not in mv.manifest.files:
         return None
     return json.loads(registry.read_file(mv, "smoke.json"))
 

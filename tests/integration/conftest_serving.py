@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from cloudhop.registry import ModelVersion, Registry
+from cloudhop.registry import Manifest, ModelVersion, Registry
 from cloudhop.training.preprocess import Preprocessor
 
 CATEGORICAL = ["carrier", "origin"]
@@ -88,7 +88,7 @@ def publish_version(registry: Registry, pre: Preprocessor, seed: int, smoke_df: 
     smoke = {"rows": records(smoke_df), "predictions": preds.tolist()}
     files = {"model.onnx": onnx_bytes, "preprocess.json": json.dumps(pre.to_dict()).encode(),
              "smoke.json": json.dumps(smoke).encode()}
-    return registry.publish(files, {"seed": seed})
+    return registry.publish(files, Manifest())
 
 
 class ServerProcess:

@@ -68,7 +68,7 @@ def test_retrain_on_the_dask_engine_matches_pandas_and_serves(prefect_api_url, t
         saved = Store(spec["store"]).read_json(f"runs/{spec['name']}/{state.state_details.flow_run_id}/validation.json")
         assert [{k: v for k, v in r.items() if k != "partitions"} for r in saved["results"]] == \
             want.to_dict()["results"]
-        assert mv.manifest["dataset"]["windows"] == w.sizes()
+        assert mv.manifest.dataset.windows == w.sizes()
         d = drift_report(train, hold, numeric=s.numeric, categorical=s.categorical,
                          threshold=s.drift.threshold, sample_size=s.drift.sample_size, seed=s.model.seed, html=False)
         assert out["drift"]["drifted_columns"] == d.summary()["drifted_columns"]

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from cloudhop.registry import Registry
+from cloudhop.registry import Manifest, Registry
 from cloudhop.spec import load_spec
 from cloudhop.store import Store
 from cloudhop.targets import multi
@@ -364,7 +364,7 @@ def publish_slow_version(registry: Registry, pre: Preprocessor, smoke_df) -> str
     onnx_bytes = buf.getvalue()
     smoke = {"rows": records(smoke_df), "predictions": ort_predict(onnx_bytes, pre, smoke_df).tolist()}
     return registry.publish({"model.onnx": onnx_bytes, "preprocess.json": json.dumps(pre.to_dict()).encode(),
-                             "smoke.json": json.dumps(smoke).encode()}, {"note": "heavy"}).version
+                             "smoke.json": json.dumps(smoke).encode()}, Manifest()).version
 
 
 class Traffic:

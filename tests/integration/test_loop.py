@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from cloudhop import monitor as mon
+from cloudhop.drift import monitor as mon
 from cloudhop.data import flights_table
 from cloudhop.registry import Registry
 from cloudhop.replay import window_rows, replay
@@ -180,7 +180,7 @@ def test_drift_starts_retrain_on_the_worker_and_a_new_version_is_served(loop):
     assert run.parameters["reason"].startswith(f"drift event {out['event_id']}")
     reg = _registry(loop)
     assert _served_version(loop) == "2" == reg.alias("champion")["version"] == reg.alias("live-local")["version"]
-    assert reg.get("2").manifest["spec"]["split"]["validation_start"].startswith(RETRAIN_WINDOW["validation_start"])
+    assert reg.get("2").manifest.spec["split"]["validation_start"].startswith(RETRAIN_WINDOW["validation_start"])
 
 
 def test_after_the_redeploy_the_cooldown_holds_drift_back(loop):

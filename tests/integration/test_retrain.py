@@ -81,13 +81,13 @@ def test_retrain_registers_promotes_and_serves(env, first_run, flights_slice):
 
     reg = _registry(env)
     mv = reg.get("champion")
-    assert set(mv.manifest["files"]) >= {"model.onnx", "preprocess.json", "checkpoint.pt", "drift.html",
+    assert set(mv.manifest.files) >= {"model.onnx", "preprocess.json", "checkpoint.pt", "drift.html",
                                          "loss.png", "smoke.json", "validation.json"}
     assert reg.verify("1") == []
     man = mv.manifest
-    assert man["dataset"]["fingerprint"] and man["spec_hash"] and man["code_revision"]
-    assert man["validation"]["success"] is True
-    assert man["training"]["where"] == "local"
+    assert man.dataset.fingerprint and man.spec_hash and man.code_revision
+    assert man.validation is not None and man.validation.success is True
+    assert man.training.where == "local"
     assert reg.alias("live-local")["version"] == "1"
 
     # The served model answers exactly what the registered ONNX says offline.

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cloudhop.registry import Registry
-from cloudhop.serving.log import read_prediction_log
+from cloudhop.predlog import read_prediction_log
 from cloudhop.store import Store
 from cloudhop.targets import TargetError, deploy_to_target
 from cloudhop.targets.local import LocalTarget
@@ -92,7 +92,7 @@ def test_health_version_and_metrics(world, http):
     assert http.get("/health").json() == {"status": "ok", "model": MODEL, "version": "1"}
     v = http.get("/version").json()
     assert v["version"] == "1" and v["model"] == MODEL and v["loaded_at"].endswith("+00:00")
-    assert v["sha256"] == world["reg"].get("1").manifest["files"]["model.onnx"]["sha256"]
+    assert v["sha256"] == world["reg"].get("1").manifest.files["model.onnx"].sha256
     for _ in range(3):
         http.post("/predict", json={"rows": [{}, {}]})
     http.post("/predict", json={"rows": "nope"})

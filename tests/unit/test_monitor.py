@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cloudhop import monitor as mon
 from cloudhop.data import fingerprint
 from cloudhop.drift import drift_report
-from cloudhop.registry import Registry
+from cloudhop.drift import monitor as mon
+from cloudhop.registry import Manifest, Registry
 from cloudhop.serving.log import PredictionLog
 from cloudhop.spec import parse_spec
 from cloudhop.store import Store
@@ -37,7 +37,8 @@ def dataset(n: int = 3000, seed: int = 0) -> pd.DataFrame:
 
 
 def publish(reg: Registry, manifest: dict, files: dict | None = None):
-    mv = reg.publish(files or {"model.onnx": b"x"}, {"features": {"categorical": CAT, "numeric": NUM}, **manifest})
+    mv = reg.publish(files or {"model.onnx": b"x"},
+                     Manifest.model_validate({"features": {"categorical": CAT, "numeric": NUM}, **manifest}))
     reg.set_alias("champion", mv.version)
     return mv
 

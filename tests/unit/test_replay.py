@@ -173,7 +173,7 @@ def test_cli_replay_shifts_sends_and_writes_labels(endpoint, tmp_path, capsys):
     import yaml
 
     from cloudhop.cli import main
-    from cloudhop.monitor import read_labels
+    from cloudhop.drift.monitor import read_labels
     from cloudhop.store import Store
 
     data().to_parquet(tmp_path / "d.parquet")

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cloudhop.registry import Registry
+from cloudhop.predlog import part_key, read_prediction_log
+from cloudhop.registry import Manifest, Registry
 from cloudhop.serving.app import RequestError, parse_rows
-from cloudhop.serving.log import PredictionLog, part_key, read_prediction_log
+from cloudhop.serving.log import PredictionLog
 from cloudhop.spec import parse_spec
 from cloudhop.store import Store
 from cloudhop import providers
@@ -205,7 +206,7 @@ class MemoryTarget:
 def registry(tmp_path):
     reg = Registry(Store(str(tmp_path / "store")), "m")
     for _ in range(3):
-        reg.publish({"model.onnx": b"x"}, {})
+        reg.publish({"model.onnx": b"x"}, Manifest())
     return reg
 
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cloudhop import monitor as mon
+from cloudhop.drift import monitor as mon
 from cloudhop.data import (DataError, FrameTable, LocalExecutor, ParquetTable, Table, fingerprint, load_dataset,
                            open_dataset, open_parquet, open_table, sample_table, split)
 from cloudhop.drift import drift_report, drift_tables

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from cloudhop.registry import Registry
+from cloudhop.registry import Manifest, Registry
 from cloudhop.spec import ServingTargetSpec
 from cloudhop.store import Store
 from cloudhop.targets import multi
@@ -37,7 +37,7 @@ def test_missing_and_wrong_options_say_what_to_write():
 
 def test_copy_version_uploads_verifies_and_repairs(tmp_path):
     src = Registry(Store(str(tmp_path / "src")), "m")
-    src.publish({"model.onnx": b"weights", "preprocess.json": b"{}"}, {})
+    src.publish({"model.onnx": b"weights", "preprocess.json": b"{}"}, Manifest())
     dest = Store(str(tmp_path / "dest"))
     assert copy_version(src, dest, "1") == len(b"weights") + 2
     assert copy_version(src, dest, "1") == 0  # already complete: nothing sent
@@ -47,7 +47,7 @@ def test_copy_version_uploads_verifies_and_repairs(tmp_path):
 
 def test_copy_refuses_a_source_that_fails_its_checksums(tmp_path):
     src = Registry(Store(str(tmp_path / "src")), "m")
-    src.publish({"model.onnx": b"weights"}, {})
+    src.publish({"model.onnx": b"weights"}, Manifest())
     src.store.write_bytes("models/m/1/model.onnx", b"bitrot")
     dest = Store(str(tmp_path / "dest"))
     with pytest.raises(TargetError, match="fails verification at the source"):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from cloudhop.registry import Registry
+from cloudhop.registry import Manifest, Registry
 from cloudhop.store import Store
 from cloudhop.targets import multi
 from cloudhop.targets.base import SmokeResult, TargetError
@@ -85,7 +85,7 @@ class MemTarget:
 def registry(tmp_path):
     r = Registry(Store(str(tmp_path / "store")), "m")
     for i in range(3):
-        r.publish({"model.onnx": f"v{i}".encode()}, {})
+        r.publish({"model.onnx": f"v{i}".encode()}, Manifest())
     return r
 
 

@@ -1,9 +1,9 @@
 """Drift monitoring of served traffic.
 
-The prediction log of a time window (what the servers answered) is compared with the
-champion's reference sample (a seeded sample of its training window) by Evidently; where
-labels have arrived for logged rows, the champion's metric on them is compared with its
-holdout metric. The verdict becomes one event: `cloudhop.drift.detected` or
+The prediction log of a time window (what the servers answered, read through
+`cloudhop.predlog`) is compared with the champion's reference sample (a seeded sample of
+its training window) by Evidently; where labels have arrived for logged rows, the
+champion's metric on them is compared with its holdout metric. The verdict becomes one event: `cloudhop.drift.detected` or
 `cloudhop.drift.checked`. No Prefect here: the `monitor` flow emits what `MonitorResult.event()`
 describes.
 
@@ -22,9 +22,9 @@ from typing import Any, Literal, Sequence
 
 import pandas as pd
 
+from cloudhop.predlog import dated_parts, feature_frame, read_prediction_log
 from cloudhop.registry import ModelVersion, Registry
 from cloudhop.store import Store
-from cloudhop.training.preprocess import category_keys
 
 __all__ = ["MonitorError", "MonitorResult", "Performance", "EVENT_DETECTED", "EVENT_CHECKED", "REFERENCE_FILE",
            "served_window", "model_resource", "normalize", "sample_rows", "reference_bytes", "load_reference",
@@ -75,12 +75,7 @@ def normalize(df: pd.DataFrame, categorical: Sequence[str], numeric: Sequence[st
     missing = [c for c in [*categorical, *numeric] if c not in df.columns]
     if missing:
         raise MonitorError(f"{where} lacks feature column(s) {missing} (has {sorted(map(str, df.columns))[:20]})")
-    out = {}
-    for c in categorical:
-        keys = category_keys(df[c]).astype(object)
-        out[c] = keys.where(keys.notna(), None)
-    out.update({c: pd.to_numeric(df[c], errors="coerce").astype("float64") for c in numeric})
-    return pd.DataFrame(out, index=df.index)[[*categorical, *numeric]].reset_index(drop=True)
+    return feature_frame(df, categorical, numeric)
 
 
 def sample_rows(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -104,10 +99,10 @@ def reference_bytes(train: pd.DataFrame, categorical: Sequence[str], numeric: Se
 
 
 def _features(mv: ModelVersion) -> tuple[list[str], list[str]]:
-    f = mv.manifest.get("features") or {}
-    if not f.get("categorical") and not f.get("numeric"):
+    f = mv.manifest.features
+    if not f.categorical and not f.numeric:
         raise MonitorError(f"{mv.name} v{mv.version}: manifest has no features")
-    return list(f.get("categorical") or []), list(f.get("numeric") or [])
+    return list(f.categorical), list(f.numeric)
 
 
 def load_reference(registry: Registry, mv: ModelVersion, sample_size: int, seed: int) -> tuple[pd.DataFrame, str]:
@@ -118,7 +113,7 @@ def load_reference(registry: Registry, mv: ModelVersion, sample_size: int, seed:
     manifest (its spec, with the windows it trained on) and cached for next time.
     """
     categorical, numeric = _features(mv)
-    if REFERENCE_FILE in mv.manifest.get("files", {}):
+    if REFERENCE_FILE in mv.manifest.files:
         ref = pd.read_parquet(io.BytesIO(registry.read_file(mv, REFERENCE_FILE)))
         return sample_rows(ref, sample_size, seed), registry.store.url(mv.key(REFERENCE_FILE))
     cache = f"monitor/{mv.name}/reference/v{mv.version}-n{sample_size}-s{seed}.parquet"
@@ -127,12 +122,12 @@ def load_reference(registry: Registry, mv: ModelVersion, sample_size: int, seed:
     from cloudhop.data import open_table, split
     from cloudhop.spec import parse_spec
 
-    if "spec" not in mv.manifest:
+    if mv.manifest.spec is None:
         raise MonitorError(f"{mv.name} v{mv.version}: manifest has no spec to rebuild the reference sample from")
-    spec = parse_spec(mv.manifest["spec"], f"manifest of {mv.name} v{mv.version}")
+    spec = parse_spec(mv.manifest.spec, f"manifest of {mv.name} v{mv.version}")
     table = open_table(spec)
     note = ""
-    want = (mv.manifest.get("dataset") or {}).get("fingerprint")
+    want = mv.manifest.dataset.fingerprint
     if want and table.fingerprint != want:
         note = f" (dataset changed since training: fingerprint {table.fingerprint} != {want})"
     train = split(table, spec).train.sample(sample_size, seed, columns=[*categorical, *numeric])
@@ -143,8 +138,6 @@ def load_reference(registry: Registry, mv: ModelVersion, sample_size: int, seed:
 
 def read_served(store: Store, model: str, start: datetime, end: datetime, version: str | None = None) -> pd.DataFrame:
     """Logged rows served in [start, end), by `version` only when given."""
-    from cloudhop.serving.log import read_prediction_log
-
     df = read_prediction_log(store, model, start, end)
     if version is not None and len(df):
         df = df[df["version"] == str(version)].reset_index(drop=True)
@@ -176,17 +169,7 @@ def write_labels(store: Store, model: str, row_ids: Sequence[str], labels: Seque
 def read_labels(store: Store, model: str, since: datetime | None = None) -> pd.DataFrame:
     """Every label part dated on or after `since` (labels arrive after the rows were served)."""
     lo = _utc(since).date() if since is not None else None
-    parts = []
-    for d in store.list_dirs(_labels_prefix(model)):
-        try:
-            day = date.fromisoformat(d[5:]) if d.startswith("date=") else None
-        except ValueError:
-            day = None
-        if day is None or (lo is not None and day < lo):
-            continue
-        for key in store.list(f"{_labels_prefix(model)}/{d}"):
-            if key.endswith(".parquet"):
-                parts.append(pd.read_parquet(io.BytesIO(store.read_bytes(key))))
+    parts = [pd.read_parquet(io.BytesIO(store.read_bytes(k))) for k in dated_parts(store, _labels_prefix(model), lo)]
     if not parts:
         return pd.DataFrame({"row_id": pd.Series(dtype=object), "label": pd.Series(dtype=object),
                              "labeled_at": pd.Series(dtype="datetime64[ns, UTC]")})
