@@ -160,7 +160,7 @@ def replay(rows: pd.DataFrame, url: str, rate: float, batch: int = 100, *, ids: 
             wait = t0 + i / rate - time.monotonic()  # pace: the rows sent so far at `rate`
             if wait > 0:
                 time.sleep(wait)
-            body = {"rows": _records(chunk)}
+            body: dict[str, Any] = {"rows": _records(chunk)}
             if ids is not None:
                 body["ids"] = [str(x) for x in ids[i:i + batch]]
             try:

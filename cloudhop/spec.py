@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cloudhop import providers
 
-__all__ = ["PipelineSpec", "SpecError", "load_spec", "parse_spec", "ColumnSpec", "format_errors"]
+__all__ = ["PipelineSpec", "SpecError", "load_spec", "parse_spec", "format_errors", "ColumnSpec", "DatasetSpec",
+           "TargetSpec", "SplitSpec", "ModelSpec", "EvaluationSpec", "DriftSpec", "ServingTargetSpec", "FailoverSpec",
+           "BreakerSpec", "ComputeSpec"]
 
 
 class SpecError(ValueError):

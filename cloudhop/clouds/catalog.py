@@ -119,7 +119,7 @@ class Catalog(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _unique_pools(self):
+    def _unique_pools(self) -> "Catalog":
         seen: dict[str, str] = {}
         for cloud in self.clouds.values():
             for pool in cloud.work_pools:

@@ -8,6 +8,7 @@ Nothing else in cloudhop touches a filesystem SDK directly.
 """
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -121,7 +122,7 @@ class Store:
             keys.append(rel)
         return sorted(keys)
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> builtins.list[str]:  # `list` here is Store.list
         """Immediate child names under prefix."""
         try:
             entries = self.fs.ls(self._path(prefix), detail=True)

@@ -10,7 +10,7 @@ the HTTP endpoint in front of the running replicas (hot swap through /admin/load
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from typing import Any, Iterable, Protocol
 
 import httpx
 
@@ -150,7 +150,7 @@ def find_version(obj: Any) -> str | None:
     if isinstance(obj, dict):
         if obj.get("name") == VERSION_ENV and "value" in obj:
             return str(obj["value"])
-        items = obj.values()
+        items: Iterable[Any] = obj.values()
     elif isinstance(obj, list):
         items = obj
     else:

@@ -110,7 +110,7 @@ def rollback_plan(outcomes: Mapping[str, DeployOutcome], previous: Mapping[str, 
     if not failed:
         return {}
     names = outcomes if policy == "all-or-nothing" else failed
-    return {n: previous[n] for n in names if previous.get(n) is not None and previous[n] != version}
+    return {n: p for n in names if (p := previous.get(n)) is not None and p != version}
 
 
 # -- 4. roll back ------------------------------------------------------------------------
@@ -258,11 +258,13 @@ def run_canary(registry: Registry, canary: Target, baseline: Sequence[Target], v
         return outcome, attempts, None
     sleep(seconds)
     after = {n: scrape(u) if u else None for n, u in urls.items()}
-    if after[canary.name] is None:
-        v = {"promote": False, "reason": f"canary {canary.name} stopped answering /metrics"}
+    now, then = after[canary.name], before[canary.name]
+    if now is None or then is None:
+        v = {"promote": False, "reason": f"canary {canary.name} "
+                                         f"{'stopped answering' if now is None else 'did not answer'} /metrics"}
     else:
-        base = [delta(after[t.name], before[t.name]) for t in baseline if after[t.name] is not None]
-        v = judge(delta(after[canary.name], before[canary.name]), combine(base), thresholds).to_dict()
+        base = [delta(a, b) for t in baseline if (a := after[t.name]) is not None and (b := before[t.name]) is not None]
+        v = judge(delta(now, then), combine(base), thresholds).to_dict()
     if not v["promote"]:
         back = roll_back_target(canary, outcome.previous) if outcome.previous else None
         error = f"canary rejected: {v['reason']}"

@@ -21,6 +21,10 @@ class TabularNet(nn.Module):
     (regression). ``predict`` gives real units: the positive-class probability or the target value.
     """
 
+    offsets: torch.Tensor  # buffers (register_buffer), typed for the checker
+    target_mean: torch.Tensor
+    target_std: torch.Tensor
+
     def __init__(self, cardinalities: Sequence[int], n_numeric: int, hidden: Sequence[int],
                  embedding_dim: int, dropout: float, task: str,
                  target_mean: float = 0.0, target_std: float = 1.0, wide: bool = True):

@@ -57,6 +57,8 @@ def export_onnx(model: TabularNet, preprocessor: Preprocessor) -> bytes:
                                         dynamic_shapes={"cat": {0: batch}, "num": {0: batch}}, verbose=False)
     except Exception as e:
         raise TrainingError(f"ONNX export failed: {type(e).__name__}: {e}") from e
+    if program is None:  # only when a file path is given, which this call does not
+        raise TrainingError("ONNX export returned no program")
     data = program.model_proto.SerializeToString()
     names = [i.name for i in onnx_session(data).get_inputs()]
     if names != ["cat", "num"]:  # the exporter drops unused inputs; the serving contract needs both

@@ -149,9 +149,10 @@ def check_partition(part: Part, expectations: list[Expectation], distinct: list[
 
 
 def _combine(i: int, exp: Expectation, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    from great_expectations.expectations.registry import get_expectation_impl
     from great_expectations.util import convert_to_json_serializable
 
-    from cloudhop.validation._gx import get_expectation_impl, result_entry
+    from cloudhop.validation._gx import result_entry  # also registers cloudhop's own expectation type
 
     rs = [p["results"][i] for p in parts]
     errors = [(p, r) for p, r in zip(parts, rs) if r["error"]]
