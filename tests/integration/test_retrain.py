@@ -19,7 +19,7 @@ from cloudhop.store import Store
 from cloudhop.targets.local import LocalTarget
 from cloudhop.training import onnx_predict
 from cloudhop.training.preprocess import Preprocessor
-from tests.helpers.services import free_port
+from ops.net import free_port
 
 pytestmark = pytest.mark.integration
 
