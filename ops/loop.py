@@ -25,7 +25,7 @@ from typing import Any
 
 from ops import localserver
 from ops.deploy import DeployError, deploy_project
-from ops.procs import kill_pidfile
+from ops.procs import ROOT, kill_pidfile
 from ops.workers import start_worker
 
 __all__ = ["CHAMPION_WINDOW", "RETRAIN_WINDOW", "main"]
@@ -62,7 +62,7 @@ class Loop:
         self.url = f"http://127.0.0.1:{args.port}"
         self.out: dict[str, Any] = {"windows": {"champion": CHAMPION_WINDOW, "retrain": RETRAIN_WINDOW}}
         self.t0 = time.monotonic()
-        spec = yaml.safe_load(open("specs/flights.yaml"))
+        spec = yaml.safe_load((ROOT / "specs" / "flights.yaml").read_text())
         spec["store"] = str(home / "store")
         spec["model"]["max_epochs"] = args.epochs
         spec["evaluation"]["promote_margin"] = 0.0
@@ -103,12 +103,15 @@ class Loop:
 
         env = localserver.prefect_env(self.api)
         env["PREFECT_LOGGING_LEVEL"] = "WARNING"
+        failed = None
         try:
             output = deploy_project(env)
         except DeployError as e:
-            (self.home / "deploy.log").open("a").write(e.output)
-            raise SystemExit(f"{e}; see {self.home / 'deploy.log'}") from None
-        (self.home / "deploy.log").open("a").write(output)
+            output, failed = e.output, e
+        with open(self.home / "deploy.log", "a") as log:
+            log.write(output)
+        if failed:
+            raise SystemExit(f"{failed}; see {self.home / 'deploy.log'}")
         self.say("work pools applied; `prefect deploy --all` registered retrain (nightly cron + drift trigger), "
                  "deploy, monitor")
         with get_client(sync_client=True) as c:
