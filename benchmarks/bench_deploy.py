@@ -33,11 +33,11 @@ sys.path.insert(0, str(ROOT))
 from cloudhop.registry import Registry  # noqa: E402
 from cloudhop.store import Store  # noqa: E402
 from cloudhop.targets.deploy import deploy_to_target  # noqa: E402
-from cloudhop.targets.local import LocalTarget  # noqa: E402
+from cloudhop.providers.local.target import LocalTarget  # noqa: E402
 from cloudhop.targets.multi import deploy_all, load_smoke  # noqa: E402
+from cloudhop.testing import CATEGORICAL, NUMERIC, make_frame, publish_version, records  # noqa: E402
 from cloudhop.training.preprocess import Preprocessor  # noqa: E402
-from tests.helpers.services import free_port  # noqa: E402
-from tests.integration.conftest_serving import CATEGORICAL, NUMERIC, make_frame, publish_version, records  # noqa: E402
+from ops.net import free_port  # noqa: E402
 
 
 class Load:

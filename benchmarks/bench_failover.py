@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextvars
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,8 +28,9 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 import yaml  # noqa: E402
 
-from tests.helpers.services import BIN, prefect_env, prefect_server  # noqa: E402
-from tests.helpers.workers import Workers  # noqa: E402
+from ops.deploy import deploy_project  # noqa: E402
+from ops.localserver import prefect_env, temporary_server  # noqa: E402
+from ops.workers import Workers  # noqa: E402
 
 START_TIMEOUT, HEARTBEAT_TIMEOUT, CHECKPOINT_EVERY = 15.0, 8.0, 20
 
@@ -100,14 +100,10 @@ def time_to_running(tmp: Path, data: Path, name: str, cloud: str) -> float:
 def main() -> int:
     from cloudhop.data import flights_table
 
-    with tempfile.TemporaryDirectory() as d, prefect_server(Path(d)) as api:
+    with tempfile.TemporaryDirectory() as d, temporary_server(Path(d)) as api:
         os.environ["PREFECT_API_URL"] = api
         tmp = Path(d)
-        env = prefect_env(api)
-        subprocess.run([str(BIN / "python"), "-m", "flows.pools", "apply", "--local"], cwd=ROOT, env=env,
-                       check=True, capture_output=True)
-        subprocess.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--name", "train-coreweave-gpu",
-                        "--name", "train-gcp-gpu"], cwd=ROOT, env=env, check=True, capture_output=True)
+        deploy_project(prefect_env(api), names=["train-coreweave-gpu", "train-gcp-gpu"])
         data = tmp / "flights.parquet"
         flights_table().iloc[::12].reset_index(drop=True).to_parquet(data)
         w = Workers(api, tmp, {"coreweave": "coreweave-gpu", "gcp": "gcp-gpu"})

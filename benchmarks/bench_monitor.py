@@ -20,8 +20,6 @@ import argparse
 import io
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,33 +40,9 @@ from cloudhop.registry import Manifest, Registry  # noqa: E402
 from cloudhop.registry.manifest import Features  # noqa: E402
 from cloudhop.spec import load_spec  # noqa: E402
 from cloudhop.store import Store  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_prefect(home: Path) -> tuple[subprocess.Popen, str]:
-    import httpx
-
-    port = free_port()
-    env = dict(os.environ, PREFECT_HOME=str(home))
-    env.pop("PREFECT_API_URL", None)
-    log = open(home / "server.log", "wb")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    api = f"http://127.0.0.1:{port}/api"
-    for _ in range(240):
-        try:
-            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                return proc, api
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"Prefect server did not start; see {home / 'server.log'}")
+from ops.localserver import LocalServer, ServerError  # noqa: E402
+from ops.net import free_port  # noqa: E402
+from ops.procs import kill_pidfile  # noqa: E402
 
 
 def timed(fn, *args, **kw):
@@ -167,15 +141,6 @@ def bench_monitor(root: Path, rows: int, unsampled: bool) -> list[tuple]:
 
 
 # -- 2. the loop ------------------------------------------------------------------------------
-def kill(path: Path, what: bytes) -> None:
-    try:
-        pid = int(path.read_text())
-        if what in Path(f"/proc/{pid}/cmdline").read_bytes():
-            os.killpg(pid, signal.SIGTERM)
-    except (FileNotFoundError, ValueError, ProcessLookupError, OSError):
-        pass
-
-
 def bench_loop(root: Path, api: str, epochs: int) -> list[tuple]:
     home = root / "loop"
     port = free_port()
@@ -200,8 +165,8 @@ def bench_loop(root: Path, api: str, epochs: int) -> list[tuple]:
                             deploy=False, reason="bench: in-process baseline",
                             overrides={"store": str(root / "baseline-store")})
     finally:
-        kill(home / "worker.pid", b"worker")
-        from cloudhop.targets.local import LocalTarget
+        kill_pidfile(home / "worker.pid", b"worker")
+        from cloudhop.providers.local.target import LocalTarget
         spec = load_spec(home / "spec.yaml") if (home / "spec.yaml").exists() else None
         if spec is not None:
             LocalTarget("local", spec.store, spec.name, port=port, state_dir=home / "serving").stop()
@@ -222,8 +187,11 @@ def main() -> int:
     ap.add_argument("--skip-unsampled", action="store_true")
     a = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-monitor-"))
-    (root / "prefect").mkdir()
-    proc, api = start_prefect(root / "prefect")
+    server = LocalServer(free_port(), root / "prefect", root / "prefect")  # its scheduler on, as in ./scripts/loop
+    try:
+        api = server.start(timeout=120)
+    except ServerError as e:
+        raise SystemExit(str(e)) from None
     os.environ["PREFECT_API_URL"] = api
     results = []
     try:
@@ -232,8 +200,7 @@ def main() -> int:
         if a.rows:
             results += bench_monitor(root / "monitor", a.rows, not a.skip_unsampled)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+        server.stop()
     print()
     print(f"{'figure':86} {'seconds':>8} {'baseline':>9} {'ratio':>6}")
     for name, s, base in results:

@@ -25,7 +25,8 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 import yaml  # noqa: E402
 
-from tests.helpers.services import free_port, prefect_server  # noqa: E402
+from ops.localserver import temporary_server  # noqa: E402
+from ops.net import free_port  # noqa: E402
 
 DEPLOY_TASKS = ("snapshot_task", "deploy_target_task", "canary_task", "rollback_task", "finalize_task")
 STAGES = ["load-spec", "open-table", "validate", "split-windows", "drift", "train", "evaluate", "smoke-set",
@@ -138,8 +139,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d, ExitStack() as stack:
         tmp = Path(d)
         if not os.environ.get("PREFECT_API_URL"):
-            os.environ["PREFECT_API_URL"] = stack.enter_context(prefect_server(tmp))
-        from cloudhop.targets.local import LocalTarget
+            os.environ["PREFECT_API_URL"] = stack.enter_context(temporary_server(tmp))
+        from cloudhop.providers.local.target import LocalTarget
         runs: dict[str, list[dict[str, float]]] = {"script": [], "flow": []}
         for r in range(a.rounds):  # alternate, so both sides see the same machine over time
             order = [("script", plain_script), ("flow", flow_run)]

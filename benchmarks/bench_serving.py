@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,15 +34,10 @@ from cloudhop.registry import Manifest, Registry  # noqa: E402
 from cloudhop.serving.model import load_model  # noqa: E402
 from cloudhop.store import Store  # noqa: E402
 from cloudhop.training.preprocess import Preprocessor  # noqa: E402
+from ops.net import free_port  # noqa: E402
 
 MODEL = "flights-bench"
 EXPORTER = ["local copy of the net"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def export_flights_net(cardinalities: list[int], n_numeric: int, hidden: list[int], emb: int, seed: int) -> bytes:

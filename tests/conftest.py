@@ -8,16 +8,18 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 import pytest
 
-from tests.helpers import services
+from ops import services
+from ops.localserver import temporary_server
 
 
 @pytest.fixture(scope="session")
 def prefect_api_url(tmp_path_factory):
-    """A real `prefect server start` for the whole session; this process talks to it."""
+    """A real `prefect server start` for the whole session, its scheduler off (tests decide what runs);
+    this process talks to it."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     workdir = tmp_path_factory.mktemp("prefect")
-    with services.prefect_server(workdir) as api:
+    with temporary_server(workdir) as api:
         old = os.environ.get("PREFECT_API_URL")
         os.environ["PREFECT_API_URL"] = api
         with temporary_settings(updates={PREFECT_API_URL: api}):

@@ -24,15 +24,6 @@ pytestmark = pytest.mark.integration
 
 ROWS, FILES = 16_000, 4
 BAD_FILE = 2  # rows 8000-11999; its first row group: 8000-9999
-COLUMNS = {  # a few of the flights columns: fewer expectations, a quicker test
-    "time_hour": {"type": "datetime", "nullable": False, "role": "time"},
-    "month": {"type": "int", "nullable": False, "min": 1, "max": 12},
-    "carrier": {"type": "category", "nullable": False},
-    "origin": {"type": "category", "nullable": False, "categories": ["EWR", "JFK", "LGA"]},
-    "distance": {"type": "float", "nullable": False, "min": 0, "max": 6000},
-    "temp": {"type": "float", "min": -40, "max": 130, "mostly": 0.99},
-    "late": {"type": "int", "nullable": False, "categories": [0, 1], "role": "target"},
-}
 
 
 def _strip(results):
@@ -40,10 +31,10 @@ def _strip(results):
 
 
 @pytest.fixture(scope="module")
-def spec(tmp_path_factory):
+def spec(tmp_path_factory, flights_columns):
     """Flights as 4 Parquet files of 2 row groups; file 2 has out-of-range and unknown values."""
     d = tmp_path_factory.mktemp("flights-parts")
-    df = flights_table().head(ROWS)[list(COLUMNS)].copy()
+    df = flights_table().head(ROWS)[list(flights_columns)].copy()
     bad = BAD_FILE * ROWS // FILES
     df.loc[bad + 100:bad + 125, "distance"] = -5.0          # 26 rows
     df.loc[bad + 300:bad + 310, "origin"] = "XXX"           # 11 rows
@@ -54,7 +45,7 @@ def spec(tmp_path_factory):
         pq.write_table(pa.Table.from_pandas(df.iloc[i * n:(i + 1) * n], preserve_index=False),
                        d / f"part-{i:02d}.parquet", row_group_size=n // 2)
     return parse_spec({
-        "name": "flights-parts", "dataset": {"uri": str(d), "engine": "dask"}, "columns": COLUMNS,
+        "name": "flights-parts", "dataset": {"uri": str(d), "engine": "dask"}, "columns": flights_columns,
         "target": {"column": "late", "task": "binary"},
         "split": {"time_column": "time_hour", "validation_start": "2013-01-14", "holdout_start": "2013-01-18"}})
 

@@ -21,13 +21,12 @@ from cloudhop.drift import drift_report
 from cloudhop.registry import Registry
 from cloudhop.spec import load_spec
 from cloudhop.store import Store
-from cloudhop.targets.local import LocalTarget
+from cloudhop.providers.local.target import LocalTarget
 from cloudhop.training import onnx_predict
 from cloudhop.training.evaluate import metrics
 from cloudhop.training.preprocess import Preprocessor
 from cloudhop.validation import validate
-from tests.helpers.services import free_port
-from tests.integration.test_dask import COLUMNS
+from ops.net import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -93,30 +92,30 @@ def test_retrain_on_the_dask_engine_matches_pandas_and_serves(prefect_api_url, t
         target.stop()
 
 
-def _bad_origin_dataset(tmp_path):
+def _bad_origin_dataset(tmp_path, columns: dict):
     """flights in 3 files of 2,000 rows; 10 unknown origins in the third."""
     data = tmp_path / "data"
     data.mkdir()
-    df = flights_table().head(6000)[list(COLUMNS)].copy()
+    df = flights_table().head(6000)[list(columns)].copy()
     df.loc[4100:4109, "origin"] = "XXX"
     for i in range(3):
         pq.write_table(pa.Table.from_pandas(df.iloc[i * 2000:(i + 1) * 2000], preserve_index=False),
                        data / f"part-{i}.parquet")
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump({
-        "name": "flights-flow", "dataset": {"uri": str(data), "engine": "dask"}, "columns": COLUMNS,
+        "name": "flights-flow", "dataset": {"uri": str(data), "engine": "dask"}, "columns": columns,
         "target": {"column": "late", "task": "binary"}, "store": str(tmp_path / "store"),
         "split": {"time_column": "time_hour", "validation_start": "2013-01-04", "holdout_start": "2013-01-06"}}))
     return data, spec_path
 
 
-def test_partitions_fan_out_as_prefect_tasks_on_dask_workers(prefect_api_url, tmp_path):
+def test_partitions_fan_out_as_prefect_tasks_on_dask_workers(prefect_api_url, tmp_path, flights_columns):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId, TaskRunFilter
 
     from flows.validate_large import validate_large
 
-    data, spec_path = _bad_origin_dataset(tmp_path)
+    data, spec_path = _bad_origin_dataset(tmp_path, flights_columns)
     spec = load_spec(spec_path)
 
     state = validate_large(spec=str(spec_path), workers=2, fail_on_invalid=False, return_state=True)
@@ -141,7 +140,8 @@ def test_partitions_fan_out_as_prefect_tasks_on_dask_workers(prefect_api_url, tm
     assert len(checks) == 3 and all(r.state.is_completed() for r in checks)
 
 
-def test_an_existing_scheduler_from_the_environment_does_the_work(prefect_api_url, tmp_path, monkeypatch):
+def test_an_existing_scheduler_from_the_environment_does_the_work(prefect_api_url, tmp_path, monkeypatch,
+                                                                  flights_columns):
     """CLOUDHOP_DASK_ADDRESS names a running cluster (its workers configured with the API URL,
     as a user's own cluster must be): the flow's partition tasks run there, and no cluster of its own starts."""
     from distributed import Client, LocalCluster, get_task_stream
@@ -149,7 +149,7 @@ def test_an_existing_scheduler_from_the_environment_does_the_work(prefect_api_ur
     from cloudhop.data import ADDRESS_ENV
     from flows.validate_large import validate_large
 
-    _, spec_path = _bad_origin_dataset(tmp_path)
+    _, spec_path = _bad_origin_dataset(tmp_path, flights_columns)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
                       env={"PREFECT_API_URL": prefect_api_url}) as cluster, Client(cluster) as client:
         monkeypatch.setenv(ADDRESS_ENV, cluster.scheduler_address)

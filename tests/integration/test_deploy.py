@@ -23,9 +23,11 @@ from cloudhop.registry import Manifest, Registry
 from cloudhop.spec import load_spec
 from cloudhop.store import Store
 from cloudhop.targets import multi
+from cloudhop.testing import CATEGORICAL, NUMERIC, make_frame, publish_version
 from cloudhop.training.preprocess import Preprocessor
-from tests.helpers.services import ROOT, free_port, prefect_env
-from tests.integration.conftest_serving import CATEGORICAL, NUMERIC, make_frame, publish_version
+from ops.localserver import prefect_env
+from ops.net import free_port
+from ops.procs import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -335,36 +337,7 @@ def test_flow_killed_midway_converges_when_run_again(world, blocks):
 # -- canary ----------------------------------------------------------------------------------
 def publish_slow_version(registry: Registry, pre: Preprocessor, smoke_df) -> str:
     """A real, correct but ~100x heavier model: what a careless architecture change ships."""
-    import io
-
-    import torch
-
-    from tests.integration.conftest_serving import ort_predict, records
-
-    class Heavy(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.emb = torch.nn.ModuleList(torch.nn.Embedding(c, 3) for c in pre.cardinalities)
-            width = 3 * len(pre.cardinalities) + len(pre.numeric)
-            self.mlp = torch.nn.Sequential(torch.nn.Linear(width, 1536), torch.nn.ReLU(),
-                                           *[m for _ in range(6) for m in (torch.nn.Linear(1536, 1536),
-                                                                           torch.nn.ReLU())],
-                                           torch.nn.Linear(1536, 1))
-
-        def forward(self, cat, num):
-            x = torch.cat([e(cat[:, i]) for i, e in enumerate(self.emb)] + [num], dim=1)
-            return torch.sigmoid(self.mlp(x)).squeeze(1)
-
-    torch.manual_seed(0)
-    buf = io.BytesIO()
-    example = (torch.zeros(2, len(pre.cardinalities), dtype=torch.long), torch.zeros(2, len(pre.numeric)))
-    torch.onnx.export(Heavy().eval(), example, buf, input_names=["cat", "num"], output_names=["prediction"],
-                      dynamic_axes={"cat": {0: "n"}, "num": {0: "n"}, "prediction": {0: "n"}},
-                      opset_version=17, dynamo=False)
-    onnx_bytes = buf.getvalue()
-    smoke = {"rows": records(smoke_df), "predictions": ort_predict(onnx_bytes, pre, smoke_df).tolist()}
-    return registry.publish({"model.onnx": onnx_bytes, "preprocess.json": json.dumps(pre.to_dict()).encode(),
-                             "smoke.json": json.dumps(smoke).encode()}, Manifest()).version
+    return publish_version(registry, pre, 0, smoke_df, hidden=[1536] * 7).version
 
 
 class Traffic:

@@ -10,7 +10,6 @@ failures the earlier tests caused.
 from __future__ import annotations
 
 import contextvars
-import subprocess
 import threading
 import time
 
@@ -20,8 +19,10 @@ import yaml
 from cloudhop.clouds.failover import AllCloudsFailed, TrainingFailed
 from cloudhop.data import flights_table
 from cloudhop.store import Store
-from tests.helpers.services import BIN, ROOT, prefect_env
-from tests.helpers.workers import Workers
+from ops.deploy import deploy_project
+from ops.localserver import prefect_env
+from ops.procs import ROOT
+from ops.workers import Workers
 
 pytestmark = pytest.mark.integration
 
@@ -31,11 +32,7 @@ FIRST, SECOND = "coreweave", "gcp"  # A100: CoreWeave's per-GPU share is cheaper
 @pytest.fixture(scope="module")
 def setup(prefect_api_url, tmp_path_factory):
     root = tmp_path_factory.mktemp("failover")
-    env = prefect_env(prefect_api_url)
-    subprocess.run([str(BIN / "python"), "-m", "flows.pools", "apply", "--local"], cwd=ROOT, env=env,
-                   check=True, capture_output=True, timeout=120)
-    subprocess.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--name", "train-coreweave-gpu",
-                    "--name", "train-gcp-gpu"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=180)
+    deploy_project(prefect_env(prefect_api_url), names=["train-coreweave-gpu", "train-gcp-gpu"], timeout=180)
     data = root / "flights.parquet"
     flights_table().iloc[::12].reset_index(drop=True).to_parquet(data)
     workers = Workers(prefect_api_url, root, {"coreweave": "coreweave-gpu", "gcp": "gcp-gpu"})

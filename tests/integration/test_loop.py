@@ -9,7 +9,6 @@ redeploy, and a storm of drift events that yields one retrain.
 from __future__ import annotations
 
 import copy
-import subprocess
 import time
 import uuid
 from datetime import datetime, timezone
@@ -24,22 +23,21 @@ from cloudhop.registry import Registry
 from cloudhop.replay import window_rows, replay
 from cloudhop.spec import load_spec
 from cloudhop.store import Store
-from cloudhop.targets.local import LocalTarget
-from tests.helpers.services import BIN, free_port, prefect_env, stop
-from tests.integration.test_parameters import deploy_all
+from cloudhop.providers.local.target import LocalTarget
+from ops.localserver import prefect_env
+from ops.loop import CHAMPION_WINDOW, RETRAIN_WINDOW
+from ops.net import free_port
+from ops.procs import stop
+from ops.workers import start_worker
 
 pytestmark = pytest.mark.integration
 
 BASE = yaml.safe_load(open("specs/flights.yaml"))
-CHAMPION_WINDOW = {"train_start": "2013-01-01", "validation_start": "2013-06-01", "holdout_start": "2013-06-16",
-                   "holdout_end": "2013-07-01"}
-RETRAIN_WINDOW = {"train_start": "2013-01-01", "validation_start": "2013-09-01", "holdout_start": "2013-09-16",
-                  "holdout_end": "2013-10-01"}
 REPLAY_ROWS = 600
 
 
 @pytest.fixture(scope="module")
-def loop(tmp_path_factory, prefect_api_url):
+def loop(tmp_path_factory, prefect_api_url, deployed):
     """A spec on a flights slice, the deployments, a worker on the `local` pool, and the champion served."""
     root = tmp_path_factory.mktemp("loop")
     data = root / "flights.parquet"
@@ -57,13 +55,10 @@ def loop(tmp_path_factory, prefect_api_url):
     path = root / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
 
-    deployed = deploy_all(prefect_api_url)
     env = prefect_env(prefect_api_url, home=root / "worker-home")
     env["PREFECT_WORKER_QUERY_SECONDS"] = "1"
     log = root / "worker.log"
-    with open(log, "wb") as out:
-        worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "local", "--type", "process"],
-                                  cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    worker = start_worker("local", log, env, cwd=root)
     target = LocalTarget("local", spec["store"], spec["name"], port=port, state_dir=root / "serving")
     try:
         from flows.retrain import Window, retrain

@@ -4,43 +4,12 @@ the drift trigger and the concurrency limit.
 """
 from __future__ import annotations
 
-import functools
-import subprocess
-import sys
-
 import pytest
 import yaml
 
-from tests.helpers.services import BIN, ROOT, prefect_env
+from ops.procs import ROOT
 
 pytestmark = pytest.mark.integration
-
-
-@functools.cache
-def deploy_all(api_url: str) -> dict:
-    """Create the pools and deploy prefect.yaml once per test process; returns what the server holds.
-
-    The test server's scheduler is off (tests/helpers/services.prefect_server), so the schedules
-    stay as deployed and still no scheduled run appears: tests decide what runs.
-    """
-    from prefect.client.orchestration import get_client
-
-    env = prefect_env(api_url)
-    pools = subprocess.run([sys.executable, "-m", "flows.pools", "apply", "--local"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=120)
-    assert pools.returncode == 0, pools.stdout + pools.stderr
-    out = subprocess.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    with get_client(sync_client=True) as c:
-        deployments = {d.name: d for d in c.read_deployments()}
-        automations = {a.name: a for a in c.read_automations()}
-    return {"deployments": deployments, "automations": automations, "output": out.stdout}
-
-
-@pytest.fixture(scope="module")
-def deployed(prefect_api_url):
-    return deploy_all(prefect_api_url)
 
 
 def _schema(d) -> dict:

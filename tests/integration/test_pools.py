@@ -21,7 +21,7 @@ from prefect.states import Cancelled, Completed, Crashed, Failed
 from cloudhop.clouds import BreakerPolicy, TrainingRequest, parse_catalog, rank_clouds
 from flows.pools import main
 from tasks.pools import read_cloud_failures
-from tests.helpers.services import prefect_env
+from ops.localserver import prefect_env
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,10 @@ import yaml
 from cloudhop.data import flights_table
 from cloudhop.registry import Registry
 from cloudhop.store import Store
-from cloudhop.targets.local import LocalTarget
+from cloudhop.providers.local.target import LocalTarget
 from cloudhop.training import onnx_predict
 from cloudhop.training.preprocess import Preprocessor
-from tests.helpers.services import free_port
+from ops.net import free_port
 
 pytestmark = pytest.mark.integration
 

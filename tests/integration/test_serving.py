@@ -15,10 +15,11 @@ from cloudhop.registry import Registry
 from cloudhop.predlog import read_prediction_log
 from cloudhop.store import Store
 from cloudhop.targets import TargetError, deploy_to_target
-from cloudhop.targets.local import LocalTarget
+from cloudhop.providers.local.target import LocalTarget
 from cloudhop.training.preprocess import Preprocessor
-from tests.integration.conftest_serving import (CATEGORICAL, NUMERIC, ServerProcess, free_port, make_frame,
-                                                ort_predict, publish_version, records)
+from cloudhop.testing import CATEGORICAL, NUMERIC, make_frame, ort_predict, publish_version, records
+from ops.net import free_port
+from ops.serving import ServerProcess
 
 pytestmark = pytest.mark.integration
 MODEL = "tiny"

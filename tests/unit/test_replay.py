@@ -154,7 +154,7 @@ def test_replay_counts_http_errors_and_stops_after_too_many(endpoint):
 
 
 def test_replay_to_a_closed_port_fails_at_once():
-    from tests.helpers.services import free_port
+    from ops.net import free_port
 
     with pytest.raises(ReplayError, match=r"cannot reach http://127.0.0.1:\d+/predict: ConnectError"):
         replay(pd.DataFrame({"x": [1.0]}), f"http://127.0.0.1:{free_port()}", rate=10.0)

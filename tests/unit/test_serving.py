@@ -19,7 +19,8 @@ from cloudhop.store import Store
 from cloudhop import providers
 from cloudhop.targets import SmokeResult, Target, TargetError, build_target, deploy_to_target
 from cloudhop.targets.base import compare_predictions
-from cloudhop.targets.local import LocalTarget
+from cloudhop.providers.local.target import LocalTarget
+from cloudhop.testing import MemoryTarget
 
 UTC = timezone.utc
 
@@ -171,37 +172,6 @@ def test_build_target_maps_kinds():
 
 
 # -- deploy decisions, against an in-memory target ----------------------------------------------------
-class MemoryTarget:
-    """A Target whose 'server' is a variable: records calls; a bad version answers 0.0 to everything."""
-
-    def __init__(self, name="mem", live=None, bad=(), unloadable=()):
-        self.name, self.live, self.bad, self.unloadable = name, live, set(bad), set(unloadable)
-        self.calls = []
-
-    def publish(self, registry, version):
-        self.calls.append(("publish", version))
-
-    def roll_out(self, version):
-        self.calls.append(("roll_out", version))
-        if version in self.unloadable:
-            raise TargetError(f"cannot load v{version}")
-        self.live = version
-
-    def live_version(self):
-        return self.live
-
-    def health(self):
-        return {"status": "ok" if self.live else "down"}
-
-    def smoke_test(self, rows, expected, atol=1e-4):
-        got = [0.0] * len(rows) if self.live in self.bad else list(expected)
-        return compare_predictions(got, expected, atol)
-
-    def roll_back(self, version):
-        self.calls.append(("roll_back", version))
-        self.live = version
-
-
 @pytest.fixture
 def registry(tmp_path):
     reg = Registry(Store(str(tmp_path / "store")), "m")

@@ -6,8 +6,8 @@ import pytest
 from cloudhop.registry import Manifest, Registry
 from cloudhop.store import Store
 from cloudhop.targets import multi
-from cloudhop.targets.base import SmokeResult, TargetError
 from cloudhop.targets.deploy import DeployOutcome
+from cloudhop.testing import MemoryTarget
 
 
 def ok(name, version, previous, changed=True):
@@ -46,41 +46,6 @@ def test_a_target_with_no_known_previous_cannot_be_sent_back():
     assert multi.rollback_plan(outcomes, {"a": None, "c": None}, "3", "all-or-nothing") == {}
 
 
-class MemTarget:
-    """A real in-memory Target: serves whatever was rolled out, unless it is down or refuses versions."""
-
-    def __init__(self, name, live=None, down=False, refuse=(), fail_times=0):
-        self.name, self.live, self.down, self.refuse, self.fail_times = name, live, down, set(refuse), fail_times
-        self.url = f"mem://{name}"
-        self.published: list[str] = []
-        self.rollouts: list[str] = []
-
-    def publish(self, registry, version):
-        self.published.append(version)
-
-    def roll_out(self, version):
-        if self.down:
-            raise TargetError(f"{self.name}: connection refused")
-        if self.fail_times > 0:
-            self.fail_times -= 1
-            raise TargetError(f"{self.name}: flaky")
-        if version in self.refuse:
-            raise TargetError(f"{self.name}: refuses v{version}")
-        self.rollouts.append(version)
-        self.live = version
-
-    roll_back = roll_out
-
-    def live_version(self):
-        return None if self.down else self.live
-
-    def health(self):
-        return {"status": "down" if self.down else "ok"}
-
-    def smoke_test(self, rows, expected, atol=1e-4):
-        return SmokeResult(True, 0.0, len(rows))
-
-
 @pytest.fixture()
 def registry(tmp_path):
     r = Registry(Store(str(tmp_path / "store")), "m")
@@ -90,7 +55,7 @@ def registry(tmp_path):
 
 
 def test_deploy_all_happy_path_records_live_aliases(registry):
-    ts = [MemTarget("a", "1"), MemTarget("b", "1")]
+    ts = [MemoryTarget("a", "1"), MemoryTarget("b", "1")]
     rep = multi.deploy_all(registry, ts, "2", smoke=None)
     assert rep.ok and [t.live for t in ts] == ["2", "2"]
     assert {n: t.status for n, t in rep.targets.items()} == {"a": "deployed", "b": "deployed"}
@@ -100,17 +65,17 @@ def test_deploy_all_happy_path_records_live_aliases(registry):
 
 
 def test_deploy_all_all_or_nothing_puts_every_target_back(registry):
-    ts = [MemTarget("a", "1"), MemTarget("b", "2"), MemTarget("c", "1", refuse={"3"})]
+    ts = [MemoryTarget("a", "1"), MemoryTarget("b", "2"), MemoryTarget("c", "1", unloadable={"3"})]
     rep = multi.deploy_all(registry, ts, "3", smoke=None)
     assert not rep.ok and [t.live for t in ts] == ["1", "2", "1"]
     st = {n: t.status for n, t in rep.targets.items()}
     assert st == {"a": "rolled-back", "b": "rolled-back", "c": "not-deployed"}
-    assert "refuses v3" in rep.targets["c"].error
+    assert "cannot load v3" in rep.targets["c"].error
     assert {n: registry.alias(f"live-{n}")["version"] for n in "abc"} == {"a": "1", "b": "2", "c": "1"}
 
 
 def test_deploy_all_best_effort_keeps_the_good_ones(registry):
-    ts = [MemTarget("a", "1"), MemTarget("b", "1", down=True)]
+    ts = [MemoryTarget("a", "1"), MemoryTarget("b", "1", down=True)]
     registry.set_alias("live-b", "1")
     rep = multi.deploy_all(registry, ts, "2", smoke=None, policy="best-effort")
     assert rep.failed == ["b"] and ts[0].live == "2"
@@ -120,32 +85,32 @@ def test_deploy_all_best_effort_keeps_the_good_ones(registry):
 
 
 def test_retries_get_a_flaky_target_through(registry):
-    ts = [MemTarget("a", "1", fail_times=2)]
+    ts = [MemoryTarget("a", "1", fail_times=2)]
     rep = multi.deploy_all(registry, ts, "2", smoke=None, retries=2, retry_delay=0)
     assert rep.ok and rep.targets["a"].attempts == 3
-    rep = multi.deploy_all(registry, [MemTarget("b", "1", fail_times=2)], "2", smoke=None, retries=1, retry_delay=0)
+    rep = multi.deploy_all(registry, [MemoryTarget("b", "1", fail_times=2)], "2", smoke=None, retries=1, retry_delay=0)
     assert not rep.ok and rep.targets["b"].attempts == 2
 
 
 def test_redeploying_the_live_version_touches_nothing(registry):
-    ts = [MemTarget("a", "1"), MemTarget("b", "1")]
+    ts = [MemoryTarget("a", "1"), MemoryTarget("b", "1")]
     multi.deploy_all(registry, ts, "2", smoke=None)
     before = registry.alias("live-a")
     rep = multi.deploy_all(registry, ts, "2", smoke=None)
     assert all(t.status == "unchanged" and not t.changed for t in rep.targets.values())
-    assert [t.rollouts for t in ts] == [["2"], ["2"]] and [t.published for t in ts] == [["2"], ["2"]]
+    assert [t.calls for t in ts] == [[("publish", "2"), ("roll_out", "2")]] * 2
     assert registry.alias("live-a") == before
 
 
 def test_a_version_that_does_not_exist_is_refused_before_any_target_moves(registry):
-    ts = [MemTarget("a", "1")]
+    ts = [MemoryTarget("a", "1")]
     with pytest.raises(Exception, match="no version 9|no alias"):
         multi.deploy_all(registry, ts, "nine", smoke=None)
-    assert ts[0].rollouts == []
+    assert ts[0].calls == []
 
 
 def test_bad_arguments_are_named(registry):
     with pytest.raises(ValueError, match="unique"):
-        multi.deploy_all(registry, [MemTarget("a"), MemTarget("a")], "1", smoke=None)
+        multi.deploy_all(registry, [MemoryTarget("a"), MemoryTarget("a")], "1", smoke=None)
     with pytest.raises(ValueError, match="canary 'x'"):
-        multi.deploy_all(registry, [MemTarget("a")], "1", smoke=None, canary="x")
+        multi.deploy_all(registry, [MemoryTarget("a")], "1", smoke=None, canary="x")
