@@ -27,7 +27,7 @@ from cloudhop.data.executor import Executor, run_parts
 from cloudhop.data.load import DataError, fingerprint as frame_fingerprint
 from cloudhop.spec import PipelineSpec
 
-__all__ = ["Part", "Table", "FramePart", "FrameTable", "Windows", "split", "sample_table", "sample_positions",
+__all__ = ["Part", "Table", "FramePart", "FrameTable", "Windows", "split", "sample_table", "count_parts", "sample_positions",
            "time_mask"]
 
 
@@ -123,16 +123,21 @@ def sample_positions(total: int, n: int, rng: np.random.Generator) -> np.ndarray
 
 
 def sample_table(table: Table, n: int, rng: np.random.Generator | int,
-                 columns: Sequence[str] | None = None, executor: Executor | None = None) -> pd.DataFrame:
+                 columns: Sequence[str] | None = None, executor: Executor | None = None,
+                 counts: Sequence[int] | None = None) -> pd.DataFrame:
     """`n` rows of `table` drawn without replacement by `rng` (a Generator, or a seed for
     `np.random.default_rng`), in row order; all rows when it has no more. Parts are counted
-    and read on `executor`, each returning only its sampled rows."""
+    (unless their `counts` are given, see `count_parts`) and read on `executor`, each
+    returning only its sampled rows."""
     if n < 1:
         raise DataError(f"a sample needs at least 1 row, got {n}")
     if not isinstance(rng, np.random.Generator):
         rng = np.random.default_rng(rng)
     parts = list(table.parts)
-    counts = run_parts(executor, _count, parts)
+    if counts is None:
+        counts = run_parts(executor, _count, parts)
+    elif len(counts) != len(parts):
+        raise DataError(f"{len(counts)} counts given for a table of {len(parts)} parts")
     pos = sample_positions(int(sum(counts)), n, rng)
     jobs, start = [], 0
     for part, k in zip(parts, counts):
@@ -147,6 +152,15 @@ def sample_table(table: Table, n: int, rng: np.random.Generator | int,
         return parts[0].read(columns).head(0) if parts else pd.DataFrame(columns=list(columns or table.columns))
     frames = run_parts(executor, _take, jobs, columns=_cols(columns))
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def count_parts(tables: Sequence[Table], executor: Executor | None = None) -> list[list[int]]:
+    """Each table's part row counts, all counted in one pass on `executor`."""
+    parts = [p for t in tables for p in t.parts]
+    flat, out = iter(run_parts(executor, _count, parts)), []
+    for t in tables:
+        out.append([next(flat) for _ in t.parts])
+    return out
 
 
 def _count(part: Part) -> int:

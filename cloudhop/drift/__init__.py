@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from cloudhop.data.executor import Executor
-from cloudhop.data.table import FrameTable, Table, sample_table
+from cloudhop.data.table import FrameTable, Table, count_parts, sample_table
 
 __all__ = ["drift_report", "drift_tables", "DriftResult", "DriftError"]
 
@@ -171,13 +171,14 @@ def drift_tables(reference: Table, current: Table, *, numeric: list[str], catego
     if sample_size < 1:
         raise DriftError(f"sample_size must be at least 1, got {sample_size}")
     columns = list(dict.fromkeys(list(numeric) + list(categorical)))
-    rng = np.random.default_rng(seed)
-    samples = []
     for side, table in (("reference", reference), ("current", current)):
         missing = [c for c in columns if c not in table.columns]
         if missing:
             raise DriftError(f"{side} data lacks column(s) {', '.join(missing)}")
-        samples.append(sample_table(table, sample_size, rng, columns, executor))
+    rng = np.random.default_rng(seed)
+    counts = count_parts([reference, current], executor)  # one pass on the cluster for both sides
+    samples = [sample_table(t, sample_size, rng, columns, executor, counts=c)
+               for t, c in zip((reference, current), counts)]
     return drift_report(samples[0], samples[1], numeric=numeric, categorical=categorical, threshold=threshold,
                         sample_size=sample_size, seed=seed, html=html)
 
