@@ -16,7 +16,7 @@ import math
 from typing import Any, Iterable
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 __all__ = ["RequestError", "MAX_ID_CHARS", "check_content_type", "read_body", "parse_json", "parse_rows",
            "json_type", "namespaced_ids"]
@@ -70,11 +70,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared > limit:
         raise RequestError(413, f"request body is larger than {limit} bytes (content-length {declared})")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"request body is larger than {limit} bytes (counted as it arrived)")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, f"request body is larger than {limit} bytes (counted as it arrived)")
+            chunks.append(chunk)
+    except ClientDisconnect:  # nobody is left to answer; not a server error
+        raise RequestError(400, f"the client went away after {size} bytes of the body") from None
     return b"".join(chunks)
 
 

@@ -26,9 +26,9 @@ __all__ = ["RowSchema", "MAX_STRING_CHARS"]
 
 MAX_STRING_CHARS = 256
 
-_NUMBER = frozenset({int, float, type(None)})
-_BOOL_NUMBER = _NUMBER | {bool}
-_CATEGORY = _BOOL_NUMBER | {str}
+_NUMBER: frozenset[type] = frozenset({int, float, type(None)})
+_BOOL_NUMBER: frozenset[type] = _NUMBER | {bool}
+_CATEGORY: frozenset[type] = _BOOL_NUMBER | {str}
 _EXPECTED = {_NUMBER: "a number or null", _BOOL_NUMBER: "a number, true/false or null",
              _CATEGORY: "a string, number, true/false or null"}
 
