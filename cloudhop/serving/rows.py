@@ -77,12 +77,16 @@ class RowSchema:
         """Raise a 422 RequestError naming the first row and field that do not fit.
 
         Numbers are taken as finite, as `request.parse_json` guarantees for a parsed body."""
-        if any(map(ne, map(dict.keys, rows), repeat(self.features))):
-            for i, row in enumerate(rows):
-                if row.keys() != self.features:
-                    self._check_columns(i, row)
+        # a row of as many keys as features, every feature among them, has exactly the features:
+        # count the keys here, and let reading the features below fail on a missing one
+        if any(map(ne, map(len, rows), repeat(len(self.features)))):
+            self._check_all_columns(rows)
         for g in self._groups:
-            values = g.values(rows)
+            try:
+                values = g.values(rows)
+            except KeyError:
+                self._check_all_columns(rows)
+                raise  # not reached: a missing feature is named above
             kinds = set(map(type, values))
             if not kinds <= g.allowed:
                 self._find(rows, g)
@@ -90,6 +94,11 @@ class RowSchema:
                 strings = values if len(kinds) == 1 else [v for v in values if type(v) is str]
                 if max(map(len, strings)) > self.max_string:
                     self._find(rows, g)
+
+    def _check_all_columns(self, rows: list[dict[str, Any]]) -> None:
+        for i, row in enumerate(rows):
+            if row.keys() != self.features:
+                self._check_columns(i, row)
 
     def _check_columns(self, i: int, row: dict[str, Any]) -> None:
         missing = [c for c in self._order if c not in row]

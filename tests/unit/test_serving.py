@@ -90,6 +90,7 @@ def test_rows_that_fit_the_model_pass():
 @pytest.mark.parametrize("row, field, message", [
     ({"distance": 1, "flag": None}, "carrier", "lacks feature 'carrier'"),
     ({**GOOD, "extra": 1}, "extra", "unknown column 'extra'"),
+    ({"carrier": "AA", "distance": 1, "zzz": 1}, "flag", "lacks feature 'flag'"),  # as many keys, one swapped
     ({**GOOD, "distance": "12"}, "distance", "expected a number or null, got string '12'"),
     ({**GOOD, "distance": True}, "distance", "expected a number or null, got boolean"),
     ({**GOOD, "flag": "yes"}, "flag", "expected a number, true/false or null"),
