@@ -1,6 +1,12 @@
-"""Serving benchmark: the HTTP server against ONNX Runtime called in-process, same model, same rows.
+"""Serving benchmark: the HTTP server against ONNX Runtime called in-process, same model, same rows;
+and what checking every row against the model's features costs (an A/B of two servers).
 
-    python benchmarks/bench_serving.py [--clients 3] [--requests 2000] [--seconds 15]
+    python benchmarks/bench_serving.py [--clients 3] [--requests 2000] [--seconds 15] [--ab-rounds 3]
+
+The A/B runs the same loads (1-row and 256-row requests) against two servers of this build,
+one started with --benchmark-unchecked-rows (a flag that exists for this comparison only), in
+alternating rounds; it prints the median throughput of each side and their ratio (the bar:
+with the check, at least 0.85 of the throughput without).
 
 Model: random-init flights-shaped network (specs/flights.yaml features, embedding 8,
 hidden [128, 64]) exported to ONNX, published to a temporary store. Load: loopback
@@ -14,6 +20,7 @@ import http.client
 import io
 import json
 import os
+import secrets
 import shutil
 import signal
 import statistics
@@ -32,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from cloudhop.registry import Manifest, Registry  # noqa: E402
 from cloudhop.serving.model import load_model  # noqa: E402
+from cloudhop.serving.rows import RowSchema  # noqa: E402
 from cloudhop.store import Store  # noqa: E402
 from cloudhop.training.preprocess import Preprocessor  # noqa: E402
 from ops.net import free_port  # noqa: E402
@@ -122,7 +130,7 @@ class Load:
     """`clients` threads, each with one keep-alive connection, POSTing bodies until count or time runs out."""
 
     def __init__(self, port: int, bodies: list[bytes], clients: int, total: int, seconds: float,
-                 path: str = "/predict"):
+                 path: str = "/predict") -> None:
         self.port, self.bodies, self.clients, self.total, self.seconds = port, bodies, clients, total, seconds
         self.path = path
         self.lat: list[float] = []
@@ -184,12 +192,65 @@ class Load:
         return time.perf_counter() - t0
 
 
-def post(port: int, path: str, obj: dict) -> tuple[int, dict]:
+def post(port: int, path: str, obj: dict, token: str) -> tuple[int, dict]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    conn.request("POST", path, json.dumps(obj).encode(), {"Content-Type": "application/json"})
+    conn.request("POST", path, json.dumps(obj).encode(),
+                 {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
     r = conn.getresponse()
     out = r.status, json.loads(r.read())
     conn.close()
+    return out
+
+
+def start_server(store: str, log_path: Path, token_file: Path, extra: list[str]) -> tuple[subprocess.Popen, int]:
+    """`python -m cloudhop.serving` on a free port; returns once /health answers (raises with its log if not)."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "cloudhop.serving", "--store", store, "--model", MODEL, "--port", str(port),
+           "--admin-token-file", str(token_file), *extra]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/health")
+            if c.getresponse().status == 200:
+                return proc, port
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_server(proc)
+            raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
+        time.sleep(0.1)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def validation_ab(ports: dict[str, int], loads: list[tuple[int, list[bytes], int]], clients: list[int],
+                  rounds: int, seconds: float) -> list[tuple[int, int, dict[str, list[float]], dict[str, list[float]]]]:
+    """Alternating rounds of the same load on the checked ("on") and unchecked ("off") servers:
+    per (rows, clients), each side's requests/s and p50 latency (ms) of every round."""
+    out = []
+    for n_rows, bodies, total in loads:
+        for c in clients:
+            rate: dict[str, list[float]] = {"on": [], "off": []}
+            p50: dict[str, list[float]] = {"on": [], "off": []}
+            for r in range(rounds):
+                for side in (("on", "off") if r % 2 == 0 else ("off", "on")):
+                    load = Load(ports[side], bodies, c, total, seconds)
+                    wall = load.run()
+                    if load.failed:
+                        raise RuntimeError(f"validation A/B, {side}: {load.failed} failed: {load.errors[:3]}")
+                    rate[side].append(len(load.lat) / wall)
+                    p50[side].append(pct(load.lat, 50) * 1e3)
+            out.append((n_rows, c, rate, p50))
     return out
 
 
@@ -200,6 +261,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=15.0, help="time cap per scenario")
     ap.add_argument("--swaps", type=int, default=10)
     ap.add_argument("--server-args", default="", help="extra server flags, e.g. '--threads 2'")
+    ap.add_argument("--ab-rounds", type=int, default=3, help="alternating rounds per side of the validation A/B")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="cloudhop-bench-")
@@ -219,32 +281,29 @@ def main() -> int:
         results.append((f"ORT run, in-process", 1, n_rows, lat, wall, 0))
         lat, wall = time_calls(lambda: m.predict_records(batch), total, args.seconds)
         results.append((f"transform_records + ORT, in-process", 1, n_rows, lat, wall, 0))
+        pre = m.preprocessor
+        schema = RowSchema.for_model(pre.categorical, pre.numeric, None)
+        lat, wall = time_calls(lambda: schema.check(batch), total, args.seconds)
+        results.append((f"row check alone, in-process", 1, n_rows, lat, wall, 0))
 
-    # -- the server --------------------------------------------------------------------
-    port = free_port()
-    log_path = Path(tmp) / "server.log"
-    cmd = [sys.executable, "-m", "cloudhop.serving", "--store", tmp, "--model", MODEL, "--port", str(port),
-           *args.server_args.split()]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+    # -- the servers: checked (every scenario) and unchecked (the validation A/B) ---------------
+    token = secrets.token_urlsafe(24)
+    token_file = Path(tmp) / "admin-token"
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    extra = args.server_args.split()
+    procs = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                print(log_path.read_text())
-                return 1
-            time.sleep(0.1)
+        proc, port = start_server(tmp, Path(tmp) / "server.log", token_file, extra)
+        procs.append(proc)
+        off_proc, off_port = start_server(tmp, Path(tmp) / "server-unchecked.log", token_file,
+                                          [*extra, "--benchmark-unchecked-rows"])
+        procs.append(off_proc)
 
         one_row = [json.dumps({"rows": [r]}).encode() for r in rows]
         many = [json.dumps({"rows": rows}).encode()]
         Load(port, one_row, 2, 200, 5).run()  # warm-up
+        Load(off_port, one_row, 2, 200, 5).run()
         load = Load(port, [b""], 1, args.requests, args.seconds, path="/health")
         wall = load.run()
         results.append(("HTTP GET /health (round-trip floor)", 1, 1, load.lat, wall, load.failed))
@@ -264,7 +323,7 @@ def main() -> int:
             time.sleep(0.3)
             for i in range(args.swaps):
                 t = time.perf_counter()
-                status, body = post(port, "/admin/load", {"version": "2" if i % 2 == 0 else "1"})
+                status, body = post(port, "/admin/load", {"version": "2" if i % 2 == 0 else "1"}, token)
                 swap_ms.append((time.perf_counter() - t) * 1e3)
                 if status != 200:
                     swap_errors.append(str(body))
@@ -272,13 +331,14 @@ def main() -> int:
             time.sleep(0.3)
 
         wall = load.run(during=swaps)
+
+        # -- validation on vs off: the same loads, alternating rounds ---------------------------
+        ab = validation_ab({"on": port, "off": off_port},
+                           [(1, one_row, args.requests), (256, many, max(50, args.requests // 5))],
+                           sorted({1, args.clients}), args.ab_rounds, args.seconds)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        for p in procs:
+            stop_server(p)
         shutil.rmtree(tmp, ignore_errors=True)
 
     # -- report ------------------------------------------------------------------------------
@@ -299,7 +359,19 @@ def main() -> int:
           f"p99 {pct(load.lat, 99) * 1e3:.2f} ms")
     for e in (load.errors + swap_errors)[:5]:
         print("  error:", e)
-    return 0 if load.failed == 0 and not swap_errors else 1
+
+    print()
+    print(f"row check on vs off (median of {args.ab_rounds} alternating rounds; bar: on/off >= 0.85)")
+    print(f"{'rows':>5}{'clients':>8}{'on req/s':>10}{'off req/s':>11}{'on/off':>8}{'on rows/s':>11}"
+          f"{'off rows/s':>12}{'on p50 ms':>11}{'off p50 ms':>12}  within bar")
+    worst = 1.0
+    for n_rows, c, rate, p50 in ab:
+        on, off = statistics.median(rate["on"]), statistics.median(rate["off"])
+        worst = min(worst, on / off)
+        print(f"{n_rows:>5}{c:>8}{on:>10.0f}{off:>11.0f}{on / off:>8.3f}{on * n_rows:>11.0f}{off * n_rows:>12.0f}"
+              f"{statistics.median(p50['on']):>11.3f}{statistics.median(p50['off']):>12.3f}  "
+              f"{'yes' if on / off >= 0.85 else 'NO'}")
+    return 0 if load.failed == 0 and not swap_errors and worst >= 0.85 else 1
 
 
 if __name__ == "__main__":

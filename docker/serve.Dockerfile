@@ -31,9 +31,12 @@ COPY pyproject.toml README.md ./
 COPY cloudhop ./cloudhop
 RUN python -m pip install --no-deps . \
  && python -c "import cloudhop.serving.app, cloudhop.serving.__main__" \
- && useradd --create-home --uid 1000 cloudhop
+ && groupadd --gid 1000 cloudhop \
+ && useradd --create-home --uid 1000 --gid 1000 cloudhop
 
-USER cloudhop
+# Numeric, so a runtime that checks runAsNonRoot can see it is not root without reading /etc/passwd.
+# The manifests run it with a read-only root filesystem and a writable /tmp.
+USER 1000:1000
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
     CMD python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:8080/health')"

@@ -44,8 +44,10 @@ COPY specs ./specs
 COPY deployments ./deployments
 RUN python -m pip install --no-deps . \
  && python -c "import cloudhop, flows, tasks, prefect, torch" \
- && useradd --create-home --uid 1000 cloudhop \
- && chown -R cloudhop /opt/cloudhop
+ && groupadd --gid 1000 cloudhop \
+ && useradd --create-home --uid 1000 --gid 1000 cloudhop \
+ && chown -R 1000:1000 /opt/cloudhop
 
-USER cloudhop
+# Numeric, so a runtime that checks runAsNonRoot can see it is not root without reading /etc/passwd.
+USER 1000:1000
 CMD ["prefect", "flow-run", "execute"]

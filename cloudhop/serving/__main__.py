@@ -1,7 +1,9 @@
 """python -m cloudhop.serving --store URI --model NAME [--version REF] --port P ...
 
 Store options for cloud stores come from the env var CLOUDHOP_STORE_OPTIONS (JSON).
-The admin token, when used, comes from CLOUDHOP_ADMIN_TOKEN.
+Secrets never come from a plain argument (it would show in `ps`): the admin token from the file
+named by --admin-token-file or the env var CLOUDHOP_ADMIN_TOKEN; /predict tokens (`ID:TOKEN`
+entries) from --predict-tokens-file or CLOUDHOP_PREDICT_TOKENS.
 """
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ import signal
 import sys
 
 from cloudhop.registry import Registry
+from cloudhop.serving.auth import TokenError, parse_predict_tokens, read_secret
 from cloudhop.serving.model import ModelLoadError, load_model
+from cloudhop.serving.request import RequestError
 from cloudhop.store import Store
 
 
@@ -29,6 +33,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-flush-seconds", type=float, default=10.0)
     p.add_argument("--max-rows", type=int, default=10_000, help="most rows per /predict request")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads per call")
+    p.add_argument("--max-body-bytes", type=int, default=64 << 20, help="largest request body, counted as it arrives")
+    p.add_argument("--admin-token-file", help="file holding the admin token (else env CLOUDHOP_ADMIN_TOKEN; "
+                                              "without either /admin/* is closed)")
+    p.add_argument("--predict-tokens-file", help="file of ID:TOKEN entries; /predict then needs one of them "
+                                                 "(else env CLOUDHOP_PREDICT_TOKENS; without either it is open)")
+    p.add_argument("--forwarded-allow-ips", help="trust X-Forwarded-For/-Proto only from these proxy addresses "
+                                                 "(comma-separated); by default no proxy header is trusted")
+    # for benchmarks/bench_serving.py's A/B of the row check's cost only: never in a deployment
+    p.add_argument("--benchmark-unchecked-rows", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -52,24 +65,42 @@ def main(argv: list[str] | None = None) -> int:
 
     prometheus_client.disable_created_metrics()  # this process only: no *_created samples in /metrics
 
-    from cloudhop.serving.app import create_app
+    from cloudhop.serving.app import check_ref, create_app
     from cloudhop.serving.log import PredictionLog
 
+    try:
+        admin_token = read_secret("CLOUDHOP_ADMIN_TOKEN", args.admin_token_file)
+        admin_token = admin_token.strip().splitlines()[0] if admin_token else None
+        raw = read_secret("CLOUDHOP_PREDICT_TOKENS", args.predict_tokens_file)
+        where = args.predict_tokens_file or "CLOUDHOP_PREDICT_TOKENS"
+        predict_tokens = parse_predict_tokens(raw, where) if raw else None
+        version = check_ref(args.version)
+    except (TokenError, RequestError) as e:
+        print(f"cloudhop.serving: cannot start: {e}", file=sys.stderr, flush=True)
+        return 2
     store = Store(args.store, _store_options())
     registry = Registry(store, args.model)
     try:
-        model = load_model(registry, args.version, args.threads)
+        model = load_model(registry, version, args.threads)
     except ModelLoadError as e:
         print(f"cloudhop.serving: cannot start: {e}", file=sys.stderr, flush=True)
         return 2
     log = None if args.no_prediction_log else PredictionLog(
         store, args.model, args.target_name, args.log_flush_rows, args.log_flush_seconds)
     app = create_app(registry, model, target=args.target_name, prediction_log=log, max_rows=args.max_rows,
-                     admin_token=os.environ.get("CLOUDHOP_ADMIN_TOKEN") or None, threads=args.threads)
+                     admin_token=admin_token, predict_tokens=predict_tokens, threads=args.threads,
+                     max_body_bytes=args.max_body_bytes, check_rows=not args.benchmark_unchecked_rows)
     print(f"cloudhop.serving: serving {model.name} v{model.version} from {store.uri} "
-          f"on http://{args.host}:{args.port} (pid {os.getpid()})", file=sys.stderr, flush=True)
+          f"on http://{args.host}:{args.port} (pid {os.getpid()}); admin endpoints "
+          f"{'need the admin token' if admin_token else 'closed (no admin token)'}; /predict "
+          f"{f'needs one of {len(predict_tokens)} tokens' if predict_tokens else 'open'}", file=sys.stderr, flush=True)
+    if args.benchmark_unchecked_rows:
+        print("cloudhop.serving: WARNING rows are NOT checked against the model (--benchmark-unchecked-rows)",
+              file=sys.stderr, flush=True)
+    # proxy headers rewrite the client address only for the proxies named; uvicorn's default trusts loopback
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=10)
+                            timeout_graceful_shutdown=10, proxy_headers=bool(args.forwarded_allow_ips),
+                            forwarded_allow_ips=args.forwarded_allow_ips or "", server_header=False)
     server = uvicorn.Server(config)
     for sig in (signal.SIGTERM, signal.SIGINT):  # uvicorn re-raises the signal after its graceful
         signal.signal(sig, lambda *_: None)      # shutdown (log flushed): then exit 0, not -15

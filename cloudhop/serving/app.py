@@ -1,118 +1,111 @@
 """The inference HTTP app (Starlette): /predict, /health, /version, /metrics, /admin/load.
 
 /predict takes {"rows": [{feature: value}, ...], "ids": [optional, one per row]} and answers
-{"predictions", "version", "model", "row_ids"}; row ids (the client's, or generated) are
-logged with each row so that labels arriving later can be joined to it.
+{"predictions", "version", "model", "row_ids"}. Every row is checked against the model's
+features first (`rows.RowSchema`): a request with one bad row is refused whole with a 422 that
+names the row and the field, and nothing of it is logged. The row ids, the client's or
+generated, are namespaced by the caller (`request.namespaced_ids`) and logged with each row
+so that labels arriving later join to it.
 
-The served model is one immutable LoadedModel held in `state.model`. A request reads
-that reference once and uses it to the end; /admin/load builds and verifies the new
-one completely, then replaces the reference in one assignment. So a swap never fails
+The served model and the rows it accepts are one immutable `Served` held in `state.served`.
+A request reads that reference once and uses it to the end; /admin/load builds and verifies
+the new one completely, then replaces the reference in one assignment. So a swap never fails
 or mixes a request.
+
+Every response carries an `X-Request-Id`. An error inside the server answers a generic JSON
+500 with that id; the traceback goes to the server's log under the same id.
 """
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
+import re
 import sys
 import time
+import traceback
 import uuid
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from cloudhop.registry import Registry
+from cloudhop.serving.auth import Callers
 from cloudhop.serving.log import PredictionLog
 from cloudhop.serving.metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from cloudhop.serving.model import LoadedModel, ModelLoadError, load_model
+from cloudhop.serving.request import (RequestError, check_content_type, namespaced_ids, parse_json, parse_rows,
+                                      read_body)
+from cloudhop.serving.rows import RowSchema
 
-__all__ = ["create_app", "RequestError", "parse_rows", "ServerState"]
+__all__ = ["create_app", "ServerState", "Served", "serve", "check_ref", "MAX_BODY_BYTES"]
 
 MAX_BODY_BYTES = 64 << 20
-INLINE_ROWS = 64  # smaller requests run on the event loop; larger ones in the threadpool
+MAX_ADMIN_BODY_BYTES = 4096
+INLINE_BODY_BYTES = 16 << 10  # a larger body is parsed, checked and predicted in the thread pool
+REQUEST_ID = "cloudhop.request_id"  # the ASGI scope key of this request's id
+_REF = re.compile(r"^(\d{1,12}|[A-Za-z0-9][A-Za-z0-9._-]{0,63})$")
 
 
-class RequestError(ValueError):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
+def check_ref(ref: Any) -> str:
+    """A version ref as the registry takes it (a number, 'latest' or an alias name); a 422 otherwise,
+    so a path such as '../x' or '/etc/x' never reaches the store."""
+    if isinstance(ref, (str, int)) and not isinstance(ref, bool) and _REF.match(str(ref)):
+        return str(ref)
+    got = repr(ref)[:80] if isinstance(ref, str) else type(ref).__name__
+    raise RequestError(422, f'send {{"version": <a number, "latest" or an alias name of A-Z a-z 0-9 . _ -, '
+                            f'up to 64>}}; got {got}', field="version")
 
 
-def _json_type(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    names: dict[type, str] = {str: "string", list: "array", dict: "object"}
-    return names.get(type(v), type(v).__name__)
+@dataclass(frozen=True)
+class Served:
+    """The model a request uses and the rows it accepts, swapped together as one reference."""
+    model: LoadedModel
+    schema: RowSchema
 
 
-def parse_rows(body: bytes, max_rows: int) -> tuple[list[dict[str, Any]], list[str] | None]:
-    """A /predict body -> (rows, the client's row ids or None), or a RequestError that says what is wrong."""
-    if not body:
-        raise RequestError(400, 'empty request body: send a JSON object like {"rows": [{...}, ...]}')
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        raise RequestError(400, f"request body is not valid JSON: {e}") from None
-    if not isinstance(payload, dict):
-        raise RequestError(422, f'request body must be a JSON object like {{"rows": [...]}}, got {_json_type(payload)}')
-    if "rows" not in payload:
-        raise RequestError(422, f'request body has no "rows" (keys: {sorted(payload)[:10]})')
-    rows = payload["rows"]
-    if not isinstance(rows, list):
-        raise RequestError(422, f'"rows" must be an array of objects, got {_json_type(rows)}')
-    if not rows:
-        raise RequestError(422, '"rows" is empty: send at least one row')
-    if len(rows) > max_rows:
-        raise RequestError(422, f'too many rows: {len(rows)} (the limit is {max_rows} per request)')
-    if not all(type(r) is dict for r in rows):
-        i = next(i for i, r in enumerate(rows) if type(r) is not dict)
-        raise RequestError(422, f"rows[{i}] must be a JSON object of feature: value, got {_json_type(rows[i])}")
-    ids = payload.get("ids")
-    if ids is None:
-        return rows, None
-    if not isinstance(ids, list) or len(ids) != len(rows):
-        raise RequestError(422, f'"ids" must be an array with one id per row ({len(rows)}), '
-                                f'got {_json_type(ids)}{f" of {len(ids)}" if isinstance(ids, list) else ""}')
-    bad = next((i for i, x in enumerate(ids) if not isinstance(x, (str, int)) or isinstance(x, bool)), None)
-    if bad is not None:
-        raise RequestError(422, f"ids[{bad}] must be a string or an integer, got {_json_type(ids[bad])}")
-    return rows, [str(x) for x in ids]
+def serve(registry: Registry, model: LoadedModel) -> Served:
+    """`model` with its row schema. The manifest's spec copy only names the other columns a client may
+    send (an ignored column, the time column); what a feature is comes from the loaded preprocessor."""
+    spec = registry.get(model.version).manifest.spec
+    pre = model.preprocessor
+    return Served(model, RowSchema.for_model(pre.categorical, pre.numeric, spec))
 
 
-def _content_length(request: Request) -> int:
-    try:
-        return int(request.headers.get("content-length") or 0)
-    except ValueError:
-        return 0  # the server reads what arrives; a garbled header only skips the early size check
-
-
-def _json(obj: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(obj), status_code=status, media_type="application/json")
+def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(obj), status_code=status, media_type="application/json", headers=headers)
 
 
 def _error(status: int, message: str) -> Response:
     return _json({"error": message}, status)
 
 
+def _refused(e: RequestError) -> Response:
+    headers = {}
+    if e.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if e.status == 413:  # the rest of the body is never read: the connection cannot be reused
+        headers["Connection"] = "close"
+    return _json(e.to_dict(), e.status, headers)
+
+
 class ServerState:
-    def __init__(self, registry: Registry, model: LoadedModel | None, target: str,
-                 log: PredictionLog | None, max_rows: int, admin_token: str | None, threads: int):
-        self.registry, self.model, self.target = registry, model, target
-        self.log, self.max_rows, self.admin_token, self.threads = log, max_rows, admin_token, threads
+    def __init__(self, registry: Registry, served: Served | None, target: str, log: PredictionLog | None,
+                 max_rows: int, callers: Callers, threads: int, max_body: int, check_rows: bool):
+        self.registry, self.served, self.target, self.log = registry, served, target, log
+        self.max_rows, self.callers, self.threads = max_rows, callers, threads
+        self.max_body, self.check_rows = max_body, check_rows
         self.metrics = ServerMetrics()
-        self.load_lock: asyncio.Lock | None = None
-        if model is not None:
-            self.metrics.serving(model.name, model.version, model.sha256)
+        self.load_lock = asyncio.Lock()
+        if served is not None:
+            m = served.model
+            self.metrics.serving(m.name, m.version, m.sha256)
 
 
 class _MetricsMiddleware:
@@ -139,106 +132,151 @@ class _MetricsMiddleware:
             self.metrics.observe(scope["path"], status, time.perf_counter() - t0)
 
 
+class _RequestIdMiddleware:
+    """Pure ASGI, outermost: an id per request in `X-Request-Id`; an unhandled error becomes a generic
+    JSON 500 that quotes the id, and its traceback goes to stderr under the same id."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        rid = uuid.uuid4().hex[:16]
+        scope[REQUEST_ID] = rid
+        started = False
+
+        async def send_with_id(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            print(f"cloudhop.serving: request {rid} ({scope.get('method')} {scope.get('path')}) failed:\n"
+                  f"{traceback.format_exc()}", file=sys.stderr, flush=True)
+            if started:
+                raise
+            body = orjson.dumps({"error": f"internal server error (request id {rid}; the details are in the "
+                                          f"server log)", "request_id": rid})
+            await send_with_id({"type": "http.response.start", "status": 500,
+                                "headers": [(b"content-type", b"application/json"),
+                                            (b"content-length", str(len(body)).encode())]})
+            await send_with_id({"type": "http.response.body", "body": body})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _json({"error": f"{exc.detail}: {request.method} {request.url.path[:200]}"}, exc.status_code,
+                 dict(exc.headers or {}))
+
+
 def create_app(registry: Registry, model: LoadedModel | None, *, target: str = "local",
                prediction_log: PredictionLog | None = None, max_rows: int = 10_000,
-               admin_token: str | None = None, threads: int = 1) -> Starlette:
-    state = ServerState(registry, model, target, prediction_log, max_rows, admin_token, threads)
+               admin_token: str | None = None, predict_tokens: dict[str, str] | None = None, threads: int = 1,
+               max_body_bytes: int = MAX_BODY_BYTES, check_rows: bool = True) -> Starlette:
+    """The app serving `model`. `admin_token` opens /admin/* (closed without one); `predict_tokens`
+    ({id: token}) make /predict need one of them. `check_rows=False` exists for the serving
+    benchmark's A/B of what the row check costs, and nothing else."""
+    served = serve(registry, model) if model is not None else None
+    state = ServerState(registry, served, target, prediction_log, max_rows, Callers(admin_token, predict_tokens),
+                        threads, max_body_bytes, check_rows)
     m = state.metrics
     if prediction_log is not None:
         prediction_log.on_error = prediction_log.on_error or (lambda e: m.errors.labels("log_write").inc())
         prediction_log.on_written = prediction_log.on_written or m.log_rows.inc
 
+    def answer(current: Served, body: bytes) -> tuple[list[dict[str, Any]], list[str] | None, list[float]]:
+        rows, ids = parse_rows(body, state.max_rows)
+        if state.check_rows:
+            current.schema.check(rows)
+        try:
+            preds = current.model.predict_records(rows)
+        except Exception:
+            m.errors.labels("predict").inc()
+            raise
+        return rows, ids, preds.tolist()
+
     async def predict(request: Request) -> Response:
-        current = state.model  # this request's model, whatever swaps happen meanwhile
+        current = state.served  # this request's model, whatever swaps happen meanwhile
         if current is None:
             return _error(503, "no model loaded")
         try:
-            if _content_length(request) > MAX_BODY_BYTES:
-                raise RequestError(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
-            rows, ids = parse_rows(await request.body(), state.max_rows)
+            caller = state.callers.predict(request.headers.get("authorization"))
+            check_content_type(request.headers.get("content-type"))
+            body = await read_body(request, state.max_body)
+            if len(body) > INLINE_BODY_BYTES:
+                rows, ids, values = await run_in_threadpool(answer, current, body)
+            else:
+                rows, ids, values = answer(current, body)
         except RequestError as e:
             m.errors.labels("bad_request").inc()
-            return _error(e.status, str(e))
-        try:
-            if len(rows) <= INLINE_ROWS:
-                preds = current.predict_records(rows)
-            else:
-                preds = await run_in_threadpool(current.predict_records, rows)
-        except Exception as e:
-            m.errors.labels("predict").inc()
-            return _error(500, f"prediction failed on {current.name} v{current.version}: {e}")
-        values = preds.tolist()
-        if ids is None:
-            request_id = uuid.uuid4().hex[:16]
-            ids = [f"{request_id}-{i}" for i in range(len(rows))]
+            return _refused(e)
+        model = current.model
+        row_ids = namespaced_ids(caller, ids, request.scope[REQUEST_ID], len(rows))
         m.rows.inc(len(rows))
         if state.log is not None:
-            pre = current.preprocessor
-            state.log.add(current.version, pre.categorical, pre.numeric, rows, values, ids)
-        return _json({"predictions": values, "version": current.version, "model": current.name, "row_ids": ids})
+            pre = model.preprocessor
+            state.log.add(model.version, pre.categorical, pre.numeric, rows, values, row_ids)
+        return _json({"predictions": values, "version": model.version, "model": model.name, "row_ids": row_ids})
 
     async def health(request: Request) -> Response:
-        current = state.model
+        current = state.served
         if current is None:
             return _json({"status": "no model loaded", "model": registry.name, "version": None}, 503)
-        return _json({"status": "ok", "model": current.name, "version": current.version})
+        return _json({"status": "ok", "model": current.model.name, "version": current.model.version})
 
     async def version(request: Request) -> Response:
-        current = state.model
+        current = state.served
         if current is None:
             return _error(503, "no model loaded")
-        return _json({"model": current.name, "version": current.version, "sha256": current.sha256,
-                      "loaded_at": current.loaded_at, "target": state.target})
+        mod = current.model
+        return _json({"model": mod.name, "version": mod.version, "sha256": mod.sha256,
+                      "loaded_at": mod.loaded_at, "target": state.target})
 
     async def metrics(request: Request) -> Response:
         if state.log is not None:
             m.log_pending.set(state.log.pending_rows)
         return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
 
-    def admin_denied(request: Request) -> Response | None:
-        if state.admin_token:
-            got = request.headers.get("authorization", "")
-            if not hmac.compare_digest(got.encode(), f"Bearer {state.admin_token}".encode()):
-                return _error(401, "admin endpoints need header 'Authorization: Bearer <CLOUDHOP_ADMIN_TOKEN>'")
-            return None
-        host = request.client.host if request.client else ""
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            return _error(403, "admin endpoints are open only to loopback clients unless CLOUDHOP_ADMIN_TOKEN is set")
-        return None
+    def load(ref: str) -> Served:
+        return serve(registry, load_model(registry, ref, state.threads))
 
     async def admin_load(request: Request) -> Response:
-        denied = admin_denied(request)
-        if denied is not None:
-            return denied
         try:
-            payload = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as e:
-            return _error(400, f"request body is not valid JSON: {e}")
-        ref = payload.get("version") if isinstance(payload, dict) else None
-        if not isinstance(ref, (str, int)) or isinstance(ref, bool) or str(ref).strip() == "":
-            return _error(422, 'send {"version": "<number, latest or alias>"}')
-        if state.load_lock is None:
-            state.load_lock = asyncio.Lock()
+            state.callers.admin(request.headers.get("authorization"))
+            check_content_type(request.headers.get("content-type"))
+            payload = parse_json(await read_body(request, MAX_ADMIN_BODY_BYTES))
+            ref = check_ref(payload.get("version") if isinstance(payload, dict) else None)
+        except RequestError as e:
+            m.errors.labels("bad_request").inc()
+            return _refused(e)
         async with state.load_lock:  # one load at a time
-            old = state.model
+            old = state.served
+            still = old.model.version if old else None
             try:
-                new = await run_in_threadpool(load_model, registry, str(ref), state.threads)
-            except ModelLoadError as e:
+                new = await run_in_threadpool(load, ref)
+            except ModelLoadError as e:  # missing (404), or refused: checksums, signature (its status, 409)
                 m.errors.labels("load").inc()
-                still = old.version if old else None
                 print(f"cloudhop.serving: load of {ref!r} failed, still serving v{still}: {e}", file=sys.stderr,
                       flush=True)
                 return _json({"error": str(e), "version": still}, e.status)
-            state.model = new  # the swap: one reference assignment
+            state.served = new  # the swap: one reference assignment
             m.swaps.inc()
-            m.serving(new.name, new.version, new.sha256)
-        print(f"cloudhop.serving: now serving {new.name} v{new.version} (was v{old.version if old else None})",
+            m.serving(new.model.name, new.model.version, new.model.sha256)
+        print(f"cloudhop.serving: now serving {new.model.name} v{new.model.version} (was v{still})",
               file=sys.stderr, flush=True)
-        return _json({"previous": old.version if old else None, "version": new.version})
+        return _json({"previous": still, "version": new.model.version})
+
+    async def admin_other(request: Request) -> Response:
+        try:  # every /admin path asks for the token first, even one that does not exist
+            state.callers.admin(request.headers.get("authorization"))
+        except RequestError as e:
+            return _refused(e)
+        return _error(404, f"no admin endpoint {request.method} {request.url.path[:200]}")
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -256,7 +294,9 @@ def create_app(registry: Registry, model: LoadedModel | None, *, target: str = "
         Route("/version", version, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/admin/load", admin_load, methods=["POST"]),
-    ], lifespan=lifespan)
+        Route("/admin/{rest:path}", admin_other, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    ], lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     app.state.cloudhop = state
     app.add_middleware(_MetricsMiddleware, metrics=m)
+    app.add_middleware(_RequestIdMiddleware)
     return app

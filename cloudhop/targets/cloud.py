@@ -77,10 +77,12 @@ class Endpoint:
             return None
         return str(r.json()["version"]) if r.status_code == 200 else None
 
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
     def load(self, version: str, where: str) -> str:
-        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         try:
-            r = self._http.post("/admin/load", json={"version": str(version)}, headers=headers, timeout=300.0)
+            r = self._http.post("/admin/load", json={"version": str(version)}, headers=self._auth(), timeout=300.0)
         except httpx.TransportError as e:
             raise TargetError(f"{where}: cannot reach {self.url}/admin/load: {type(e).__name__}: {e}") from None
         if r.status_code != 200:
@@ -90,7 +92,7 @@ class Endpoint:
     def smoke_test(self, rows: list[dict], expected: list[float], atol: float) -> SmokeResult:
         n = len(rows)
         try:
-            r = self._http.post("/predict", json={"rows": rows})
+            r = self._http.post("/predict", json={"rows": rows}, headers=self._auth())  # /predict may need a token
         except httpx.TransportError as e:
             return SmokeResult(False, float("inf"), n, f"cannot reach {self.url}/predict: {e}")
         if r.status_code != 200:

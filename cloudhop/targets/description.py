@@ -7,6 +7,13 @@ turns it into its cloud's manifest (cloudhop/providers/<cloud>/manifests.py) and
 result against that cloud's schema. Every manifest runs the same command
 (`python -m cloudhop.serving`) from the same image, carries the version in the env var
 CLOUDHOP_VERSION and probes GET /health.
+
+Every manifest runs the container hardened as far as its cloud allows: as the image's
+non-root user `RUN_AS` (1000:1000, `USER` in docker/serve.Dockerfile), a read-only root
+filesystem with a small writable /tmp, all capabilities dropped, no privilege escalation,
+seccomp RuntimeDefault, no service-account token, CPU and memory limits, probe timeouts.
+What a cloud cannot express is listed in its provider's manifests.py. The image may be pinned
+by digest (`repo@sha256:<64 hex>`, with or without a tag); `check_image` refuses a malformed one.
 """
 from __future__ import annotations
 
@@ -16,16 +23,31 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 __all__ = ["ServingDescription", "SecretRef", "ManifestError", "load_description", "VERSION_ENV", "version_of",
-           "check_plain_env", "labels", "label_value"]
+           "check_plain_env", "check_image", "labels", "label_value", "RUN_AS"]
 
 VERSION_ENV = "CLOUDHOP_VERSION"
+RUN_AS = 1000  # uid and gid of the serve image's user
+_IMAGE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::\d+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+                    r"(?::\w[\w.-]{0,127})?(?:@(?P<digest>.+))?$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 class ManifestError(ValueError):
     """A description or a rendered manifest that is not valid; the message says where."""
+
+
+def check_image(image: str) -> str:
+    """`image` when it is a valid reference (`[registry[:port]/]repo[:tag][@sha256:<64 hex>]`), else a ManifestError."""
+    m = _IMAGE.match(image)
+    if m is None:
+        raise ManifestError(f"image {image!r} is not a valid image reference ([registry/]repo[:tag][@sha256:...])")
+    digest = m.group("digest")
+    if digest is not None and not _DIGEST.match(digest):
+        raise ManifestError(f"image {image!r}: a digest must be sha256: and 64 lowercase hex digits, got {digest!r}")
+    return image
 
 
 class SecretRef(BaseModel):
@@ -46,9 +68,19 @@ class ServingDescription(BaseModel):
     memory_mib: int = Field(default=2048, ge=128)
     replicas: int = Field(default=2, ge=1)
     threads: int = Field(default=1, ge=1, description="ONNX Runtime threads per request")
+    probe_timeout_seconds: int = Field(default=3, ge=1, le=60, description="how long a health probe may take")
+    tmp_mib: int = Field(default=64, ge=1, description="size of the writable /tmp (the root filesystem is read-only)")
     env: dict[str, str] = Field(default_factory=dict, description="extra plain env vars (no secrets)")
     secret_env: dict[str, SecretRef] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        try:
+            return check_image(v)
+        except ManifestError as e:
+            raise ValueError(str(e)) from None
 
     def command(self, store: str, version: str, target: str) -> list[str]:
         return ["python", "-m", "cloudhop.serving", "--store", store, "--model", self.model,

@@ -18,7 +18,8 @@ import yaml
 
 from cloudhop import providers
 from cloudhop.providers import ManifestKind, ProviderError
-from cloudhop.targets.description import ManifestError, ServingDescription, check_plain_env, load_description
+from cloudhop.targets.description import (ManifestError, ServingDescription, check_image, check_plain_env,
+                                          load_description)
 
 __all__ = ["render", "render_kind", "validate", "main"]
 
@@ -27,6 +28,7 @@ def render_kind(kind: ManifestKind, desc: ServingDescription, *, version: str, s
                 check: bool = True, **extra: Any) -> Any:
     """The manifest of one kind, validated against its schema unless check=False."""
     check_plain_env(desc, extra.get("store_options"))
+    check_image(desc.image)  # again here: a per-target image arrives through model_copy, unvalidated
     manifest = kind.render(desc, str(version), store, target, **extra)
     if check:
         _checked(kind, manifest)

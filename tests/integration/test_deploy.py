@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ MODEL = "flights"
 # Azurite's published development account (not a secret: the same for every Azurite install)
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 S3_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+ADMIN_TOKEN = secrets.token_urlsafe(24)  # every region's /admin token; the flow reads it from a Secret block
 
 
 class Region:
@@ -50,7 +52,7 @@ class Region:
 
     def start(self, version: str) -> None:
         env = {**os.environ, "CLOUDHOP_STORE_OPTIONS": json.dumps(self.store_options),
-               "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
+               "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false", "CLOUDHOP_ADMIN_TOKEN": ADMIN_TOKEN}
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "cloudhop.serving", "--store", self.store_uri, "--model", MODEL,
@@ -126,19 +128,21 @@ def world(tmp_path_factory, moto_url, gcs_url, azurite_url):
         "cw-lga1": Region("cw-lga1", "s3://cloudhop-cw/root", s3_opts, root),
     }
     manifests = root / "manifests"
+    admin = {"admin_token_secret": "cloudhop-admin-token"}
     targets = [
         {"name": "aws-use1", "kind": "aws", "options": {
             "store": "s3://cloudhop-aws/root", "endpoint": regions["aws-use1"].url, "cluster": "cloudhop",
-            "region": "us-east-1", "credentials": "moto"}},
+            "region": "us-east-1", "credentials": "moto", **admin}},
         {"name": "gcp-usc1", "kind": "gcp", "options": {
             "store": "gs://cloudhop-gcp/root", "endpoint": regions["gcp-usc1"].url, "project": "test",
-            "endpoint_url": gcs_url, "control": "gitops", "manifests": str(manifests)}},
+            "endpoint_url": gcs_url, "control": "gitops", "manifests": str(manifests), **admin}},
         {"name": "azure-weu", "kind": "azure", "options": {
             "store": "az://cloudhop-azure/root", "endpoint": regions["azure-weu"].url, "control": "gitops",
-            "manifests": str(manifests), "credentials": "azurite"}},
+            "manifests": str(manifests), "credentials": "azurite", **admin}},
         {"name": "cw-lga1", "kind": "coreweave", "options": {
             "store": "s3://cloudhop-cw/root", "endpoint_url": moto_url, "endpoint": regions["cw-lga1"].url,
-            "workload": "kserve", "control": "gitops", "manifests": str(manifests), "credentials": "moto"}},
+            "workload": "kserve", "control": "gitops", "manifests": str(manifests), "credentials": "moto",
+            **admin}},
     ]
     spec_data = yaml.safe_load(open(ROOT / "specs/flights.yaml"))
     spec_data.update(name=MODEL, store=str(root / "store"), targets=targets)
@@ -146,8 +150,9 @@ def world(tmp_path_factory, moto_url, gcs_url, azurite_url):
     spec_path.write_text(yaml.safe_dump(spec_data, sort_keys=False))
     spec = load_spec(spec_path)
     # the plain secrets the tasks layer would resolve from the blocks named above
-    secrets = {"aws-use1": {**S3_KEYS, "endpoint_url": moto_url}, "cw-lga1": dict(S3_KEYS),
-               "azure-weu": {"connection_string": conn}, "gcp-usc1": {}}
+    plain = {"aws-use1": {**S3_KEYS, "endpoint_url": moto_url}, "cw-lga1": dict(S3_KEYS),
+             "azure-weu": {"connection_string": conn}, "gcp-usc1": {}}
+    plain = {n: {**p, "admin_token": ADMIN_TOKEN} for n, p in plain.items()}
 
     registry = Registry(Store(spec.store), MODEL)
     df = make_frame(200, seed=1)
@@ -157,7 +162,7 @@ def world(tmp_path_factory, moto_url, gcs_url, azurite_url):
         publish_version(registry, pre, seed, smoke_df)
 
     def build():
-        return [multi.build(t, spec, secrets[t.name]) for t in spec.targets]
+        return [multi.build(t, spec, plain[t.name]) for t in spec.targets]
 
     targets_v1 = build()
     for t in targets_v1:
@@ -276,6 +281,7 @@ def test_rendered_deployments_follow_the_version(world):
 # -- the flow ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def blocks(world, prefect_api_url):
+    from prefect.blocks.system import Secret
     from prefect_aws import AwsCredentials
     from prefect_aws.client_parameters import AwsClientParameters
     from prefect_azure import AzureBlobStorageCredentials
@@ -283,6 +289,7 @@ def blocks(world, prefect_api_url):
     AwsCredentials(**S3_KEYS, region_name="us-east-1",
                    aws_client_parameters=AwsClientParameters(endpoint_url=world["moto"])).save("moto", overwrite=True)
     AzureBlobStorageCredentials(connection_string=world["conn"]).save("azurite", overwrite=True)
+    Secret(value=ADMIN_TOKEN).save("cloudhop-admin-token", overwrite=True)
     return prefect_api_url
 
 

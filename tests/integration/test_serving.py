@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import signal
 import threading
 import time
@@ -23,6 +24,9 @@ from ops.serving import ServerProcess
 
 pytestmark = pytest.mark.integration
 MODEL = "tiny"
+ADMIN_TOKEN = secrets.token_urlsafe(24)
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+NULLS = {c: None for c in CATEGORICAL + NUMERIC}  # a row with every feature missing
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +51,11 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(world):
+    token_file = world["root"] / "admin-token"
+    token_file.write_text(ADMIN_TOKEN)
     s = ServerProcess(world["store"].uri, MODEL, "champion", world["root"] / "server.log",
-                      "--log-flush-rows", "40", "--log-flush-seconds", "0.3", "--target-name", "edge-1")
+                      "--log-flush-rows", "40", "--log-flush-seconds", "0.3", "--target-name", "edge-1",
+                      "--admin-token-file", str(token_file))
     s.wait_healthy()
     yield s
     s.stop()
@@ -61,7 +68,7 @@ def http(server):
 
 
 def _load(http, version) -> httpx.Response:
-    return http.post("/admin/load", json={"version": version})
+    return http.post("/admin/load", json={"version": version}, headers=ADMIN)
 
 
 def test_predictions_equal_onnxruntime_in_process(world, http):
@@ -77,16 +84,20 @@ def test_predictions_equal_onnxruntime_in_process(world, http):
     assert np.abs(ort_predict(world["onnx"]["2"], world["pre"], df) - want).max() > 1e-3
 
 
-def test_missing_and_unusable_values_are_treated_as_missing(world, http):
-    rows = [{}, {"carrier": {"x": 1}, "origin": [1], "distance": "far", "temp": {"a": 1}, "hour": None},
-            {"unknown_feature": 1}]
-    r = http.post("/predict", json={"rows": rows})
+def test_null_values_are_treated_as_missing_and_unusable_ones_are_refused(world, http):
+    unseen = {"carrier": "never-seen", "origin": None, "distance": None, "temp": None, "hour": None}
+    r = http.post("/predict", json={"rows": [NULLS, unseen]})
     assert r.status_code == 200, r.text
     preds = r.json()["predictions"]
-    assert len(preds) == 3 and preds[0] == preds[1] == preds[2]
+    assert len(preds) == 2 and preds[0] == preds[1]  # an unseen category is the missing id, as in training
     all_missing = make_frame(1).iloc[:0].reindex([0])  # one row, every value missing
     want = ort_predict(world["onnx"][r.json()["version"]], world["pre"], all_missing)
     np.testing.assert_allclose(preds[0], want[0], atol=1e-6)
+    # what was once read as "missing" is now refused, naming the row and the field
+    for row, field in [({}, "carrier"), ({**NULLS, "carrier": {"x": 1}}, "carrier"), ({**NULLS, "distance": "far"},
+                       "distance"), ({**NULLS, "unknown_feature": 1}, "unknown_feature")]:
+        r = http.post("/predict", json={"rows": [NULLS, row]})
+        assert r.status_code == 422 and (r.json()["row"], r.json()["field"]) == (1, field), r.text
 
 
 def test_health_version_and_metrics(world, http):
@@ -95,7 +106,7 @@ def test_health_version_and_metrics(world, http):
     assert v["version"] == "1" and v["model"] == MODEL and v["loaded_at"].endswith("+00:00")
     assert v["sha256"] == world["reg"].get("1").manifest.files["model.onnx"].sha256
     for _ in range(3):
-        http.post("/predict", json={"rows": [{}, {}]})
+        http.post("/predict", json={"rows": [NULLS, NULLS]})
     http.post("/predict", json={"rows": "nope"})
     text = http.get("/metrics").text
     def value(line_start):
@@ -144,7 +155,7 @@ def test_admin_load_of_a_broken_or_missing_version_keeps_the_old_one(http):
     assert r.status_code == 404 and "no version 99" in r.json()["error"]
     assert _load(http, {"x": 1}).status_code == 422
     assert http.get("/version").json()["version"] == before
-    assert http.post("/predict", json={"rows": [{}]}).json()["version"] == before
+    assert http.post("/predict", json={"rows": [NULLS]}).json()["version"] == before
 
 
 def test_swap_under_concurrent_load_fails_no_request(world, server):
@@ -190,7 +201,7 @@ def test_swap_under_concurrent_load_fails_no_request(world, server):
 def test_served_rows_land_in_the_prediction_log(world, http):
     rows = [{"carrier": "ZZ-log", "origin": "JFK", "distance": 1000 + i, "temp": None, "hour": 7} for i in range(5)]
     r = http.post("/predict", json={"rows": rows, "ids": [f"id-{i}" for i in range(5)]}).json()
-    assert r["row_ids"] == [f"id-{i}" for i in range(5)]
+    assert r["row_ids"] == [f"anon:id-{i}" for i in range(5)]  # namespaced: this caller has no token
     deadline = time.monotonic() + 20
     while True:
         df = read_prediction_log(world["store"], MODEL)
@@ -223,7 +234,7 @@ def test_sigterm_flushes_the_log_and_admin_token_is_enforced(world, tmp_path):
                           headers={"Authorization": "Bearer wrong"}).status_code == 401
             ok = c.post("/admin/load", json={"version": "1"}, headers={"Authorization": f"Bearer {token}"})
             assert ok.status_code == 200 and ok.json() == {"previous": "2", "version": "1"}
-            r = c.post("/predict", json={"rows": [{"carrier": "ZZ-term"}] * 3})
+            r = c.post("/predict", json={"rows": [{**NULLS, "carrier": "ZZ-term"}] * 3})
             assert r.status_code == 200
         time.sleep(0.3)
         df = read_prediction_log(world["store"], MODEL)
@@ -245,6 +256,13 @@ def test_deploy_to_local_target_smoke_rollback_and_noop(world, tmp_path):
         first = deploy_to_target(reg, target, "1", smoke, run_id="run-a")
         assert first.ok and first.changed and first.previous is None, first
         assert target.pid_path.exists() and target.log_path.exists()
+        # the server's own admin token: private to this user, in no command line, environment or log
+        token = target.token_path.read_text()
+        assert len(token) >= 32 and target.token_path.stat().st_mode & 0o777 == 0o600
+        pid = target.pid_path.read_text().strip()
+        for seen in (f"/proc/{pid}/cmdline", f"/proc/{pid}/environ", target.log_path):
+            assert token.encode() not in open(seen, "rb").read(), seen
+        assert httpx.post(f"{target.url}/admin/load", json={"version": "1"}, trust_env=False).status_code == 401
         assert reg.alias("live-dev")["version"] == "1" and reg.alias("live-dev")["run_id"] == "run-a"
 
         # v2 with v1's smoke predictions: the smoke test fails, v1 comes back, the alias stays
@@ -267,7 +285,7 @@ def test_deploy_to_local_target_smoke_rollback_and_noop(world, tmp_path):
     finally:
         assert target.stop()
         target.close()
-    assert target.live_version() is None and not target.pid_path.exists()
+    assert target.live_version() is None and not target.pid_path.exists() and not target.token_path.exists()
 
 
 def test_local_target_reports_a_server_that_dies_at_start(world, tmp_path):

@@ -12,7 +12,10 @@ import pytest
 
 from cloudhop.predlog import part_key, read_prediction_log
 from cloudhop.registry import Manifest, Registry
-from cloudhop.serving.app import RequestError, parse_rows
+from cloudhop.serving.app import check_ref
+from cloudhop.serving.auth import Callers, TokenError, parse_predict_tokens
+from cloudhop.serving.request import RequestError, namespaced_ids, parse_rows
+from cloudhop.serving.rows import RowSchema
 from cloudhop.serving.log import PredictionLog
 from cloudhop.spec import parse_spec
 from cloudhop.store import Store
@@ -51,6 +54,106 @@ def test_parse_rows_rejects_bad_bodies_with_a_clear_message(body, status, messag
         parse_rows(body, max_rows=3)
     assert e.value.status == status
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize("body, where", [
+    (b'{"rows": [{"a": 1}, {"a": NaN}]}', (1, "a")),
+    (b'{"rows": [{"a": -Infinity}]}', (0, "a")),
+    (b'{"rows": [{"a": 1e999}]}', (0, "a")),
+    (b'{"rows": [{}], "ids": [Infinity]}', (0, "ids")),
+])
+def test_non_finite_numbers_are_a_422_that_names_the_row_and_field(body, where):
+    with pytest.raises(RequestError) as e:
+        parse_rows(body, max_rows=3)
+    assert e.value.status == 422 and (e.value.row, e.value.field) == where and "not a finite number" in str(e.value)
+
+
+def test_long_ids_are_refused_and_ids_are_namespaced_by_caller():
+    with pytest.raises(RequestError, match="ids\\[1\\] is 129 characters") as e:
+        parse_rows(b'{"rows": [{}, {}], "ids": ["a", "%s"]}' % (b"x" * 129), max_rows=3)
+    assert (e.value.row, e.value.field) == (1, "ids")
+    assert namespaced_ids("anon", ["a:b", "7"], "r1", 2) == ["anon:a:b", "anon:7"]
+    assert namespaced_ids("team-a", None, "r1", 2) == ["team-a:r1-0", "team-a:r1-1"]
+    # a client cannot forge another caller's id: the caller is everything before the first ':'
+    assert namespaced_ids("anon", ["team-a:x"], "r", 1)[0].split(":", 1)[0] == "anon"
+
+
+SCHEMA = RowSchema(["carrier"], ["distance", "flag"], bool_columns=["flag"], other=["month", "carrier"])
+GOOD = {"carrier": "AA", "distance": 10.5, "flag": True}
+
+
+def test_rows_that_fit_the_model_pass():
+    SCHEMA.check([GOOD, {"carrier": 7, "distance": None, "flag": None}, {**GOOD, "month": 12},
+                  {**GOOD, "carrier": "x" * 256}, {**GOOD, "carrier": False, "distance": 3}])
+
+
+@pytest.mark.parametrize("row, field, message", [
+    ({"distance": 1, "flag": None}, "carrier", "lacks feature 'carrier'"),
+    ({**GOOD, "extra": 1}, "extra", "unknown column 'extra'"),
+    ({"carrier": "AA", "distance": 1, "zzz": 1}, "flag", "lacks feature 'flag'"),  # as many keys, one swapped
+    ({**GOOD, "distance": "12"}, "distance", "expected a number or null, got string '12'"),
+    ({**GOOD, "distance": True}, "distance", "expected a number or null, got boolean"),
+    ({**GOOD, "flag": "yes"}, "flag", "expected a number, true/false or null"),
+    ({**GOOD, "carrier": ["AA"]}, "carrier", "got array"),
+    ({**GOOD, "carrier": "x" * 257}, "carrier", "string of 257 characters; the limit is 256"),
+    ({**GOOD, "month": "y" * 300}, "month", "string of 300 characters"),
+    ({**GOOD, "month": {"a": 1}}, "month", "expected a plain value, got object"),
+])
+def test_a_row_that_does_not_fit_is_a_422_naming_row_and_field(row, field, message):
+    with pytest.raises(RequestError) as e:
+        SCHEMA.check([GOOD, GOOD, row])
+    assert e.value.status == 422 and e.value.to_dict() == {"error": str(e.value), "row": 2, "field": field}
+    assert message in str(e.value) and str(e.value).startswith("rows[2]")
+
+
+def test_the_spec_copy_names_other_columns_and_bool_features():
+    spec = {"columns": {"t": {"type": "datetime"}, "flag": {"type": "bool"}, "x": {"type": "float"}}}
+    schema = RowSchema.for_model(["c"], ["x", "flag"], spec)
+    schema.check([{"c": "a", "x": 1, "flag": False, "t": "2024-01-01T00:00:00"}])
+    with pytest.raises(RequestError, match="expected a number or null, got boolean"):
+        RowSchema.for_model(["c"], ["x", "flag"], None).check([{"c": "a", "x": 1, "flag": False}])
+
+
+@pytest.mark.parametrize("ref", ["../x", "/etc/passwd", "a/b", ".hidden", "", "x" * 65, True, None, {"v": 1}])
+def test_bad_version_refs_are_refused_before_the_store(ref):
+    with pytest.raises(RequestError) as e:
+        check_ref(ref)
+    assert e.value.status == 422 and e.value.field == "version"
+
+
+def test_good_version_refs_pass():
+    assert [check_ref(r) for r in ("3", 3, "latest", "champion", "live-aws_1.b")] == \
+        ["3", "3", "latest", "champion", "live-aws_1.b"]
+
+
+def test_callers_admin_always_needs_its_token_and_predict_tokens_name_the_caller():
+    closed = Callers(None)
+    with pytest.raises(RequestError) as e:
+        closed.admin("Bearer anything")
+    assert e.value.status == 403
+    assert closed.predict(None) == "anon" and closed.predict("Bearer nope") == "anon"
+    c = Callers("adm-secret", parse_predict_tokens("# teams\nteam-a:tok-a\nteam-b:tok-b, bot:tok-c", "test"))
+    c.admin("Bearer adm-secret")
+    for header in (None, "", "Bearer", "Bearer tok-a", "Basic adm-secret", "bearer adm-secretx"):
+        with pytest.raises(RequestError) as e:
+            c.admin(header)
+        assert e.value.status == 401
+    assert [c.predict(f"Bearer {t}") for t in ("tok-a", "tok-b", "tok-c", "adm-secret")] == \
+        ["team-a", "team-b", "bot", "admin"]
+    with pytest.raises(RequestError) as e:
+        c.predict("Bearer wrong")
+    assert e.value.status == 401
+
+
+@pytest.mark.parametrize("text, message", [
+    ("nocolonS3CRET", "entry 1 is not ID:TOKEN"), ("a:S3CRET\nb c:S3CRET", "entry 2: the id"),
+    ("a:S3CRET,a:S3CRET", "entry 2: the id 'a' is taken"), ("anon:S3CRET", "is taken"),
+    ("# only a comment", "no ID:TOKEN entries"),
+])
+def test_bad_token_entries_say_which_without_the_token(text, message):
+    with pytest.raises(TokenError) as e:
+        parse_predict_tokens(text, "tokens.txt")
+    assert message in str(e.value) and "S3CRET" not in str(e.value)
 
 
 # -- smoke comparison -------------------------------------------------------------------------

@@ -71,6 +71,77 @@ def test_container_app_is_checked_with_the_azure_models():
         validate("container-app", app)
 
 
+def _pod(m, cloud):
+    return m[0]["spec"]["template"]["spec"] if cloud == "kubernetes" else m["spec"]["predictor"]
+
+
+@pytest.mark.parametrize("cloud", ["kubernetes", "kserve"])
+def test_kubernetes_pods_run_hardened(cloud):
+    pod = _pod(render(DESC, cloud, **KW), cloud)
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+                                      "seccompProfile": {"type": "RuntimeDefault"}}
+    (c,) = pod["containers"]
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] and sc["runAsUser"] == 1000 and sc["readOnlyRootFilesystem"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert c["resources"]["limits"] == {"cpu": "1.0", "memory": "2048Mi"}
+    assert c["readinessProbe"]["timeoutSeconds"] == c["livenessProbe"]["timeoutSeconds"] == 3
+    # the only writable place: an in-memory /tmp of a bounded size
+    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}]
+
+
+def test_kubernetes_schema_refuses_a_misspelt_hardening_field():
+    dep, svc = render(DESC, "kubernetes", **KW)
+    dep["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesytem"] = True
+    with pytest.raises(ManifestError, match="readOnlyRootFilesytem"):
+        validate("kubernetes", [dep, svc])
+
+
+def test_ecs_container_runs_hardened():
+    td = render(DESC, "ecs", **KW)
+    (c,) = td["containerDefinitions"]
+    assert c["user"] == "1000:1000" and c["readonlyRootFilesystem"] is True and c["privileged"] is False
+    assert c["linuxParameters"] == {"capabilities": {"drop": ["ALL"]}}
+    assert (c["cpu"], c["memory"]) == (1024, 2048) and c["healthCheck"]["timeout"] == 3
+    assert c["mountPoints"] == [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}]
+    assert td["volumes"] == [{"name": "tmp"}]
+
+
+def test_cloud_run_and_container_apps_have_limits_and_probe_timeouts():
+    run = render(DESC, "cloud-run", **KW)["template"]["containers"][0]
+    assert run["resources"]["limits"] == {"cpu": "1.0", "memory": "2048Mi"}
+    assert run["startupProbe"]["timeoutSeconds"] == run["livenessProbe"]["timeoutSeconds"] == 3
+    app = render(DESC, "container-app", **KW)["properties"]["template"]["containers"][0]
+    assert app["resources"] == {"cpu": 1.0, "memory": "2Gi"}
+    assert {p["type"]: p["timeoutSeconds"] for p in app["probes"]} == {"Readiness": 3, "Liveness": 3}
+
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize("cloud", manifest_kind_names())
+def test_an_image_pinned_by_digest_is_rendered_as_given(cloud):
+    for image in (f"ghcr.io/x/serve@{DIGEST}", f"123456789012.dkr.ecr.us-east-1.amazonaws.com/serve:1@{DIGEST}"):
+        assert image in json.dumps(render(DESC.model_copy(update={"image": image}), cloud, **KW))
+
+
+@pytest.mark.parametrize("image, message", [
+    ("ghcr.io/x/serve@sha256:abc", "64 lowercase hex digits"),
+    (f"ghcr.io/x/serve@md5:{'a' * 32}", "must be sha256:"),
+    (f"ghcr.io/x/serve@{DIGEST.upper()}", "must be sha256:"),
+    ("ghcr.io/x/Serve:1", "not a valid image reference"),
+    ("ghcr.io/x/serve:1 --privileged", "not a valid image reference"),
+])
+def test_a_malformed_image_or_digest_is_refused(image, message):
+    with pytest.raises(ValueError, match=message):  # the description's own check (pydantic)
+        ServingDescription(name="s", model="m", image=image)
+    with pytest.raises(ManifestError, match=message):  # and again at render, after a per-target model_copy
+        render(DESC.model_copy(update={"image": image}), "ecs", **KW)
+
+
 def test_secrets_never_go_into_plain_env():
     leaky = DESC.model_copy(update={"env": {"AWS_SECRET_ACCESS_KEY": "x"}})
     with pytest.raises(ManifestError, match="secret_env"):

@@ -1,10 +1,17 @@
-"""AWS's serving manifest: an ECS RegisterTaskDefinition input, checked against botocore's ECS model."""
+"""AWS's serving manifest: an ECS RegisterTaskDefinition input, checked against botocore's ECS model.
+
+The container runs hardened: user 1000:1000, read-only root filesystem (a task volume on /tmp,
+Fargate's ephemeral storage), not privileged, every Linux capability dropped, CPU and memory
+limits on the container, a health check with a timeout. ECS has no seccomp profile setting on
+Fargate (its default applies), nothing like no-new-privileges there, and no service-account
+token to leave out (the task role is the identity; give it read access to the model store only).
+"""
 from __future__ import annotations
 
 from typing import Any
 
 from cloudhop.providers.base import ManifestKind
-from cloudhop.targets.description import VERSION_ENV, ManifestError, ServingDescription
+from cloudhop.targets.description import RUN_AS, VERSION_ENV, ManifestError, ServingDescription
 
 __all__ = ["ECS", "ecs", "validate_ecs"]
 
@@ -18,7 +25,11 @@ def ecs(desc: ServingDescription, version: str, store: str, target: str, region:
         "environment": [{"name": k, "value": v} for k, v in sorted(desc.plain_env(version, store_options).items())],
         "healthCheck": {"command": ["CMD-SHELL", f"python -c \"import urllib.request as u; "
                                                  f"u.urlopen('http://127.0.0.1:{desc.port}/health')\""],
-                        "interval": 10, "timeout": 5, "retries": 3, "startPeriod": 30},
+                        "interval": 10, "timeout": desc.probe_timeout_seconds, "retries": 3, "startPeriod": 30},
+        "cpu": int(desc.cpu * 1024), "memory": desc.memory_mib,
+        "user": f"{RUN_AS}:{RUN_AS}", "readonlyRootFilesystem": True, "privileged": False,
+        "linuxParameters": {"capabilities": {"drop": ["ALL"]}},
+        "mountPoints": [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}],
         "logConfiguration": {"logDriver": "awslogs", "options": {
             "awslogs-group": f"/cloudhop/{desc.name}", "awslogs-region": region, "awslogs-stream-prefix": target}},
     }
@@ -27,6 +38,7 @@ def ecs(desc: ServingDescription, version: str, store: str, target: str, region:
     td: dict[str, Any] = {
         "family": f"{desc.name}-{target}", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
         "cpu": str(int(desc.cpu * 1024)), "memory": str(desc.memory_mib), "containerDefinitions": [container],
+        "volumes": [{"name": "tmp"}],
         "tags": [{"key": "cloudhop/target", "value": target}, {"key": VERSION_ENV, "value": str(version)}],
     }
     if execution_role_arn:

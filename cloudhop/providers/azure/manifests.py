@@ -1,5 +1,11 @@
 """Azure's serving manifest: a Microsoft.App/containerApps resource, checked against the
-azure-mgmt-appcontainers models (unknown fields are errors)."""
+azure-mgmt-appcontainers models (unknown fields are errors).
+
+Hardening Container Apps can express: CPU and memory (its resources are limits), readiness and
+liveness probes with timeouts, and no identity unless one is assigned. It has no security
+context: the user is the image's `USER 1000:1000`, and a read-only root filesystem, dropped
+capabilities, seccomp and no-privilege-escalation cannot be set (the platform's defaults apply).
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -18,7 +24,9 @@ def container_app(desc: ServingDescription, version: str, store: str, target: st
         "env": [{"name": k, "value": v} for k, v in sorted(desc.plain_env(version, store_options).items())]
         + [{"name": k, "secretRef": s.name} for k, s in sorted(desc.secret_env.items())],
         "resources": {"cpu": desc.cpu, "memory": f"{desc.memory_mib / 1024:g}Gi"},
-        "probes": [{"type": "Readiness", "httpGet": {"path": "/health", "port": desc.port}, "periodSeconds": 5}],
+        "probes": [{"type": kind, "httpGet": {"path": "/health", "port": desc.port}, "periodSeconds": period,
+                    "timeoutSeconds": desc.probe_timeout_seconds}
+                   for kind, period in (("Readiness", 5), ("Liveness", 10))],
     }
     traffic: list[dict[str, Any]] = [{"latestRevision": True, "weight": 100}]
     if canary_percent is not None and previous_revision:

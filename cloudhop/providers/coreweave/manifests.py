@@ -2,15 +2,20 @@
 
 Checked offline with kubernetes-validate (the Kubernetes OpenAPI schemas). The KServe CRD's own
 schema is not available offline: its predictor is checked as the v1 Pod spec it extends.
+
+Both run the pod hardened (`hardened_pod`): non-root uid/gid 1000, read-only root filesystem with
+an in-memory emptyDir on /tmp, every capability dropped, no privilege escalation, seccomp
+RuntimeDefault, no service-account token mounted, CPU and memory limits, probe timeouts.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from cloudhop.providers.base import ManifestKind
-from cloudhop.targets.description import ManifestError, ServingDescription, labels
+from cloudhop.targets.description import RUN_AS, ManifestError, ServingDescription, labels
 
-__all__ = ["KUBERNETES", "KSERVE", "kubernetes", "kserve", "validate_kubernetes", "validate_kserve", "K8S_VERSION"]
+__all__ = ["KUBERNETES", "KSERVE", "kubernetes", "kserve", "validate_kubernetes", "validate_kserve", "K8S_VERSION",
+           "hardened_pod"]
 
 K8S_VERSION = "1.30"
 
@@ -21,12 +26,26 @@ def _container(desc: ServingDescription, version: str, store: str, target: str,
                                  for k, v in sorted(desc.plain_env(version, store_options).items())]
     env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": s.name, "key": s.key}}}
             for k, s in sorted(desc.secret_env.items())]
-    probe = {"httpGet": {"path": "/health", "port": desc.port}, "periodSeconds": 5, "failureThreshold": 3}
-    mem = f"{desc.memory_mib}Mi"
+    probe = {"httpGet": {"path": "/health", "port": desc.port}, "periodSeconds": 5,
+             "timeoutSeconds": desc.probe_timeout_seconds, "failureThreshold": 3}
+    need = {"cpu": str(desc.cpu), "memory": f"{desc.memory_mib}Mi"}
     return {"name": "server", "image": desc.image, "command": desc.command(store, version, target),
             "ports": [{"name": "http", "containerPort": desc.port}], "env": env,
-            "resources": {"requests": {"cpu": str(desc.cpu), "memory": mem}, "limits": {"memory": mem}},
-            "readinessProbe": probe, "livenessProbe": {**probe, "initialDelaySeconds": 20}}
+            "resources": {"requests": need, "limits": need},
+            "readinessProbe": probe, "livenessProbe": {**probe, "initialDelaySeconds": 20},
+            "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
+                                "allowPrivilegeEscalation": False, "privileged": False,
+                                "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}
+
+
+def hardened_pod(desc: ServingDescription, containers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pod-level half of the hardening: who the pod runs as, no service-account token, a writable /tmp."""
+    return {"containers": containers, "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": f"{desc.tmp_mib}Mi"}}]}
 
 
 def kubernetes(desc: ServingDescription, version: str, store: str, target: str, namespace: str = "default",
@@ -42,7 +61,7 @@ def kubernetes(desc: ServingDescription, version: str, store: str, target: str, 
             # a rolling update that never drops below the desired count: no request lands on nothing
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {"metadata": {"labels": common},
-                         "spec": {"containers": [_container(desc, version, store, target, store_options)],
+                         "spec": {**hardened_pod(desc, [_container(desc, version, store, target, store_options)]),
                                   "terminationGracePeriodSeconds": 30}}}}
     service = {"apiVersion": "v1", "kind": "Service",
                "metadata": {"name": desc.name, "namespace": namespace, "labels": common},
@@ -54,7 +73,7 @@ def kserve(desc: ServingDescription, version: str, store: str, target: str, name
            store_options: dict[str, Any] | None = None, canary_percent: int | None = None) -> dict[str, Any]:
     """A serving.kserve.io/v1beta1 InferenceService."""
     predictor: dict[str, Any] = {"minReplicas": desc.replicas,
-                                 "containers": [_container(desc, version, store, target, store_options)]}
+                                 **hardened_pod(desc, [_container(desc, version, store, target, store_options)])}
     if canary_percent is not None:
         predictor["canaryTrafficPercent"] = int(canary_percent)
     return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",

@@ -1,5 +1,12 @@
 """GCP's serving manifest: a run.googleapis.com v2 Service, checked with google-cloud-run's
-protobuf message (unknown fields are errors)."""
+protobuf message (unknown fields are errors).
+
+Hardening Cloud Run can express: CPU and memory limits, startup and liveness probes with
+timeouts. It has no setting for the user (the image's `USER 1000:1000` applies), a read-only
+root filesystem (/tmp is in memory), capabilities, seccomp or privilege escalation (every
+instance runs in Cloud Run's own sandbox), and no way to leave out the service identity: give
+the service a dedicated service account (`service_account`) that can only read the model store.
+"""
 from __future__ import annotations
 
 import json
@@ -22,7 +29,9 @@ def cloud_run(desc: ServingDescription, version: str, store: str, target: str,
            for k, s in sorted(desc.secret_env.items())],
         "resources": {"limits": {"cpu": str(desc.cpu), "memory": f"{desc.memory_mib}Mi"}},
         "startupProbe": {"httpGet": {"path": "/health", "port": desc.port}, "periodSeconds": 2,
-                         "failureThreshold": 30},
+                         "timeoutSeconds": desc.probe_timeout_seconds, "failureThreshold": 30},
+        "livenessProbe": {"httpGet": {"path": "/health", "port": desc.port}, "periodSeconds": 10,
+                          "timeoutSeconds": desc.probe_timeout_seconds, "failureThreshold": 3},
     }
     template: dict[str, Any] = {"revision": f"{desc.name}-v{version}", "containers": [container],
                                 "scaling": {"minInstanceCount": desc.replicas}}

@@ -1,8 +1,15 @@
-"""The local target: the inference server as a detached process on this machine."""
+"""The local target: the inference server as a detached process on this machine.
+
+Each server it starts gets a fresh admin token (unless one is given), kept beside its pid file
+in the state folder with 0600 permissions and handed to the server by file name, so it is in no
+command line, environment or log. Whoever drives the server later (another deploy run, the
+loop) reads it from there.
+"""
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -50,6 +57,16 @@ def _is_server(pid: int) -> bool:
         return False
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` readable by this user only (0600), replacing the file in one rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 class LocalTarget:
     """Serves a model from `store_uri` with `python -m cloudhop.serving` on host:port."""
 
@@ -62,20 +79,36 @@ class LocalTarget:
         self.store_uri = store_uri if "://" in store_uri else os.path.abspath(store_uri)
         self.store_options = dict(store_options or {})
         self.state_dir = Path(state_dir)
-        self.admin_token = admin_token if admin_token is not None else os.environ.get("CLOUDHOP_ADMIN_TOKEN")
+        self._given_token = admin_token if admin_token is not None else os.environ.get("CLOUDHOP_ADMIN_TOKEN")
         self.start_timeout = start_timeout
         self.server_args = list(server_args or [])
         self.url = f"http://{host}:{self.port}"
         self.log_path = self.state_dir / f"{name}.log"
         self.pid_path = self.state_dir / f"{name}.pid"
+        self.token_path = self.state_dir / f"{name}.admin-token"
         self._endpoint: Endpoint | None = None
         self._proc: subprocess.Popen | None = None
+
+    @property
+    def admin_token(self) -> str | None:
+        """The running server's admin token: the one given, else the one kept in the state folder."""
+        if self._given_token:
+            return self._given_token
+        try:
+            return self.token_path.read_text().strip() or None
+        except FileNotFoundError:
+            return None
 
     @property
     def endpoint(self) -> Endpoint:
         if self._endpoint is None:
             self._endpoint = Endpoint(self.url, self.admin_token)
         return self._endpoint
+
+    def _new_server_token(self) -> None:
+        """Keep the admin token of the server about to start (a new one unless given) in the state folder."""
+        _write_private(self.token_path, self._given_token or secrets.token_urlsafe(32))
+        self.close()  # the next request goes out with this token
 
     def __repr__(self) -> str:
         return f"LocalTarget({self.name!r}, {self.url})"
@@ -115,14 +148,14 @@ class LocalTarget:
                                   f"not {self.model!r}; pick another port")
             return
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._new_server_token()
         cmd = [sys.executable, "-m", "cloudhop.serving", "--store", self.store_uri, "--model", self.model,
                "--version", str(version), "--host", self.host, "--port", str(self.port),
-               "--target-name", self.name, *self.server_args]
+               "--target-name", self.name, "--admin-token-file", str(self.token_path), *self.server_args]
         env = dict(os.environ)
+        env.pop("CLOUDHOP_ADMIN_TOKEN", None)  # the server reads its token from the file only
         if self.store_options:
             env["CLOUDHOP_STORE_OPTIONS"] = json.dumps(self.store_options)
-        if self.admin_token:
-            env["CLOUDHOP_ADMIN_TOKEN"] = self.admin_token
         with open(self.log_path, "ab") as log:
             log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting v{version} on {self.url}\n".encode())
             log.flush()
@@ -181,6 +214,7 @@ class LocalTarget:
             self._proc.wait(timeout=timeout)
             self._proc = None
         self.pid_path.unlink(missing_ok=True)
+        self.token_path.unlink(missing_ok=True)
         return running
 
     def close(self) -> None:
