@@ -2,6 +2,10 @@
 
 Store options for cloud stores come from the env var CLOUDHOP_STORE_OPTIONS (JSON).
 The admin token, when used, comes from CLOUDHOP_ADMIN_TOKEN.
+
+With a public key (--public-key PATH, or CLOUDHOP_PUBLIC_KEY: a path or the PEM itself) the server
+loads only versions whose manifest.sig verifies. It needs only read access to the model store:
+the prediction log goes to --log-store (a prefix or bucket of its own; default: the model store).
 """
 from __future__ import annotations
 
@@ -12,8 +16,11 @@ import signal
 import sys
 
 from cloudhop.registry import Registry
+from cloudhop.registry.signing import PUBLIC_KEY_ENV, SigningError, load_public_key
 from cloudhop.serving.model import ModelLoadError, load_model
 from cloudhop.store import Store
+
+__all__ = ["main", "parse_args"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,6 +36,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-flush-seconds", type=float, default=10.0)
     p.add_argument("--max-rows", type=int, default=10_000, help="most rows per /predict request")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads per call")
+    p.add_argument("--public-key", default=os.environ.get(PUBLIC_KEY_ENV) or None,
+                   help=f"Ed25519 public key (PEM file): serve only versions it signed (default: ${PUBLIC_KEY_ENV})")
+    p.add_argument("--log-store", help="store URI for the prediction log (default: the model store); lets the "
+                                       "server run with read-only access to models/")
     return p.parse_args(argv)
 
 
@@ -55,15 +66,22 @@ def main(argv: list[str] | None = None) -> int:
     from cloudhop.serving.app import create_app
     from cloudhop.serving.log import PredictionLog
 
-    store = Store(args.store, _store_options())
-    registry = Registry(store, args.model)
+    options = _store_options()
+    store = Store(args.store, options)
+    try:
+        public_key = load_public_key(args.public_key) if args.public_key else None
+    except SigningError as e:
+        print(f"cloudhop.serving: cannot start: {e}", file=sys.stderr, flush=True)
+        return 2
+    registry = Registry(store, args.model, public_key=public_key)
     try:
         model = load_model(registry, args.version, args.threads)
     except ModelLoadError as e:
         print(f"cloudhop.serving: cannot start: {e}", file=sys.stderr, flush=True)
         return 2
     log = None if args.no_prediction_log else PredictionLog(
-        store, args.model, args.target_name, args.log_flush_rows, args.log_flush_seconds)
+        Store(args.log_store, options) if args.log_store else store, args.model, args.target_name,
+        args.log_flush_rows, args.log_flush_seconds)
     app = create_app(registry, model, target=args.target_name, prediction_log=log, max_rows=args.max_rows,
                      admin_token=os.environ.get("CLOUDHOP_ADMIN_TOKEN") or None, threads=args.threads)
     print(f"cloudhop.serving: serving {model.name} v{model.version} from {store.uri} "
