@@ -45,8 +45,9 @@ def _pem(source: str | bytes, what: str) -> bytes:
 
 def load_private_key(source: str | bytes) -> Ed25519PrivateKey:
     """An Ed25519 private key from PEM text or a PEM file's path."""
+    pem = _pem(source, "private")
     try:
-        key = serialization.load_pem_private_key(_pem(source, "private"), password=None)
+        key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError):
         raise SigningError("the signing key is not an unencrypted PEM private key") from None
     if not isinstance(key, Ed25519PrivateKey):
@@ -56,8 +57,9 @@ def load_private_key(source: str | bytes) -> Ed25519PrivateKey:
 
 def load_public_key(source: str | bytes) -> Ed25519PublicKey:
     """An Ed25519 public key from PEM text or a PEM file's path."""
+    pem = _pem(source, "public")
     try:
-        key = serialization.load_pem_public_key(_pem(source, "public"))
+        key = serialization.load_pem_public_key(pem)
     except ValueError:
         raise SigningError("the public key is not a PEM public key") from None
     if not isinstance(key, Ed25519PublicKey):

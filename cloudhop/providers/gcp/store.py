@@ -54,11 +54,18 @@ class GcsObjects:
         return self._client.bucket(bucket).blob(key, kms_key_name=self.kms_key_name)
 
     def get(self, path: str) -> tuple[bytes, str] | None:
+        from google.api_core.exceptions import PreconditionFailed
+
         bucket, _, key = path.partition("/")
-        meta = self._client.bucket(bucket).get_blob(key)  # the generation first: content read after it is
-        if meta is None:                                   # that generation or newer, so a swap on it is safe
-            return None
-        return meta.download_as_bytes(), str(meta.generation)
+        while True:
+            meta = self._client.bucket(bucket).get_blob(key)
+            if meta is None:
+                return None
+            generation = meta.generation  # read first: the download below resets it from response headers
+            try:
+                return meta.download_as_bytes(if_generation_match=generation), str(generation)
+            except PreconditionFailed:  # replaced between the two calls: read the new one
+                continue
 
     def put(self, path: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None) -> bool:
         from google.api_core.exceptions import PreconditionFailed
