@@ -7,6 +7,9 @@ races on S3, GCS and Azure.
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -241,6 +244,17 @@ def test_a_lease_left_by_a_crashed_deploy_expires(store, files):
     assert deploy_to_target(reg, MemoryTarget("edge"), "1", lease_wait=1).ok
     with pytest.raises(LeaseError, match="lost the lease"):
         crashed.renew()
+
+
+def test_a_lease_held_by_a_killed_deploy_on_this_host_is_taken_over_at_once(store, files):
+    reg = Registry(store, "m")
+    reg.publish(files["a"], Manifest())
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    store.write_json("leases/deploy/edge.json", {"holder": "killed run", "id": "x", "expires_at": time.time() + 3600,
+                                                 "host": socket.gethostname(), "pid": int(dead.stdout)})
+    out = deploy_to_target(reg, MemoryTarget("edge"), "1", lease_wait=0.5)
+    assert out.ok, out.error
+    assert reg.alias("live-edge")["version"] == "1" and not store.exists("leases/deploy/edge.json")
 
 
 def test_a_claim_left_by_a_crashed_publish_is_invisible_and_skipped(store):

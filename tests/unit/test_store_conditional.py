@@ -3,6 +3,7 @@ the store refuses rather than fake (the object-store backends: tests/integration
 from __future__ import annotations
 
 import multiprocessing
+import time
 
 import pytest
 
@@ -47,3 +48,14 @@ def test_a_store_without_real_conditional_writes_refuses_them():
 def test_encryption_is_refused_on_a_local_folder(tmp_path):
     with pytest.raises(StoreError, match="encryption is for object stores"):
         Store(str(tmp_path), {"encryption": {"kms_key": "k"}})
+
+
+def test_a_lease_outlives_its_ttl_while_its_holder_works(tmp_path):
+    from cloudhop.store.lease import Lease, LeaseError
+
+    s = Store(str(tmp_path))
+    with Lease(s, "lease.json", "worker", ttl=0.3):
+        time.sleep(0.8)  # past two ttls: the heartbeat renewed it
+        with pytest.raises(LeaseError, match="held by 'worker'"):
+            Lease(s, "lease.json", "second", wait=0.2).acquire()
+    assert not s.exists("lease.json")
