@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
 __all__ = ["Provider", "PoolType", "ManifestKind", "CredentialsBlock", "ProviderError", "ObjectBackend",
-           "set_default", "missing_extra"]
+           "set_default", "missing_extra", "encryption_setting"]
 
 
 class ProviderError(LookupError):
@@ -47,6 +47,17 @@ class CredentialsBlock:
     the block and hands its fields (secrets revealed, plain values) to `to_secrets`."""
     block_class: str  # "module:Class", e.g. prefect_aws:AwsCredentials
     to_secrets: Callable[[dict[str, Any]], dict[str, Any]]  # block fields -> the target's `secrets`
+
+
+def encryption_setting(encryption: Mapping[str, Any] | None, name: str, store: str, example: str) -> str | None:
+    """The one setting `name` of a store's `encryption` option (None: no encryption asked for); a
+    ValueError naming what is expected for anything else."""
+    if encryption is None:
+        return None
+    if set(encryption) != {name} or not encryption[name]:
+        raise ValueError(f"store option encryption for {store} takes {{{name}: {example}}}; "
+                         f"got keys {sorted(encryption)}")
+    return str(encryption[name])
 
 
 class ObjectBackend(Protocol):

@@ -5,18 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-__all__ = ["BlobObjects", "encryption_scope"]
+from cloudhop.providers.base import encryption_setting
 
-
-def encryption_scope(encryption: Mapping[str, Any] | None) -> str | None:
-    """The encryption scope for every write, from the store's `encryption` option ({"scope": name})."""
-    if encryption is None:
-        return None
-    unknown = set(encryption) - {"scope"}
-    if unknown or not encryption.get("scope"):
-        raise ValueError(f"store option encryption for Azure Blob takes {{scope: <encryption scope>}}; "
-                         f"got keys {sorted(encryption)}")
-    return str(encryption["scope"])
+__all__ = ["BlobObjects"]
 
 
 def _service(options: Mapping[str, Any]) -> Any:
@@ -40,16 +31,13 @@ class BlobObjects:
     """The store's writes on Azure Blob (cloudhop.providers.ObjectBackend); one client, shared by threads."""
 
     def __init__(self, options: Mapping[str, Any], encryption: Mapping[str, Any] | None):
-        self.encryption_scope = encryption_scope(encryption)
+        scope = encryption_setting(encryption, "scope", "Azure Blob", "<encryption scope>")
+        self._encrypted = {"encryption_scope": scope} if scope else {}  # what every upload carries
         self._service = _service(options)
 
     def _blob(self, path: str) -> Any:
         container, _, key = path.partition("/")
         return self._service.get_blob_client(container, key)
-
-    def upload_arguments(self) -> dict[str, Any]:
-        """What every upload_blob call carries besides its condition (the encryption scope, when set)."""
-        return {"encryption_scope": self.encryption_scope} if self.encryption_scope else {}
 
     def get(self, path: str) -> tuple[bytes, str] | None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -69,7 +57,7 @@ class BlobObjects:
             else {"overwrite": True, "etag": if_match, "match_condition": MatchConditions.IfNotModified} if if_match
             else {"overwrite": True})
         try:
-            self._blob(path).upload_blob(data, **condition, **self.upload_arguments())
+            self._blob(path).upload_blob(data, **condition, **self._encrypted)
         except (ResourceExistsError, ResourceModifiedError):
             return False
         return True

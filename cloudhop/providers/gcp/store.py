@@ -5,18 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-__all__ = ["GcsObjects", "kms_key_name"]
+from cloudhop.providers.base import encryption_setting
 
-
-def kms_key_name(encryption: Mapping[str, Any] | None) -> str | None:
-    """The CMEK key for every write, from the store's `encryption` option ({"kms_key": projects/.../cryptoKeys/k})."""
-    if encryption is None:
-        return None
-    unknown = set(encryption) - {"kms_key"}
-    if unknown or not encryption.get("kms_key"):
-        raise ValueError("store option encryption for GCS takes {kms_key: projects/P/locations/L/keyRings/R/"
-                         f"cryptoKeys/K}}; got keys {sorted(encryption)}")
-    return str(encryption["kms_key"])
+__all__ = ["GcsObjects"]
 
 
 def _client(options: Mapping[str, Any]) -> Any:
@@ -45,13 +36,14 @@ class GcsObjects:
     """The store's writes on GCS (cloudhop.providers.ObjectBackend); one client, shared by threads."""
 
     def __init__(self, options: Mapping[str, Any], encryption: Mapping[str, Any] | None):
-        self.kms_key_name = kms_key_name(encryption)
+        self._kms_key_name = encryption_setting(encryption, "kms_key", "GCS",
+                                                "projects/P/locations/L/keyRings/R/cryptoKeys/K")
         self._client = _client(options)
 
-    def blob(self, path: str) -> Any:
+    def _blob(self, path: str) -> Any:
         """The Blob that a write to "bucket/key" goes through (carrying the CMEK key when one is set)."""
         bucket, _, key = path.partition("/")
-        return self._client.bucket(bucket).blob(key, kms_key_name=self.kms_key_name)
+        return self._client.bucket(bucket).blob(key, kms_key_name=self._kms_key_name)
 
     def get(self, path: str) -> tuple[bytes, str] | None:
         from google.api_core.exceptions import PreconditionFailed
@@ -72,7 +64,7 @@ class GcsObjects:
 
         generation = 0 if if_absent else int(if_match) if if_match else None
         try:
-            self.blob(path).upload_from_string(data, if_generation_match=generation)
+            self._blob(path).upload_from_string(data, if_generation_match=generation)
         except PreconditionFailed:
             return False
         return True
