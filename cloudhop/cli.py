@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from cloudhop.registry import Registry, RegistryError
+from cloudhop.registry.audit import AuditLog
+from cloudhop.registry.signing import SigningError, new_key_pair, public_key_from_env
 from cloudhop.spec import SpecError, load_spec
 from cloudhop.store import Store
 
@@ -14,7 +17,7 @@ __all__ = ["main"]
 
 def _registry(spec_path: str) -> Registry:
     s = load_spec(spec_path)
-    return Registry(Store(s.store, s.store_options), s.name)
+    return Registry(Store(s.store, s.store_options), s.name, public_key=public_key_from_env())
 
 
 def _fmt_metrics(m: dict | None) -> str:
@@ -93,6 +96,42 @@ def cmd_replay(a) -> int:
     return 0
 
 
+def cmd_audit(a) -> int:
+    s = load_spec(a.spec)
+    store = Store(s.store, s.store_options)
+    events = AuditLog(store).events(a.model)
+    if a.json:
+        for e in events:
+            print(json.dumps(e, sort_keys=True, default=str))
+        return 0
+    if not events:
+        print(f"no audit events{' for ' + a.model if a.model else ''} in {store.uri}")
+        return 0
+    for e in events:
+        actor = ",".join(f"{k}={v}" for k, v in sorted((e.get("actor") or {}).items()))
+        move = f"{e.get('from') or '-'} -> {e.get('to') or '-'}"
+        extra = "" if e.get("ok", True) else "  FAILED"
+        reason = f"  ({e['reason']})" if e.get("reason") else ""
+        print(f"{e.get('at')}  {e.get('model')}  {e.get('action'):<9}  {e.get('subject')}  {move}  "
+              f"by {actor}{extra}{reason}")
+    return 0
+
+
+def cmd_keygen(a) -> int:
+    """A new Ed25519 pair: <dir>/signing.pem (private, mode 600) and <dir>/signing.pub."""
+    private, public = new_key_pair()
+    os.makedirs(a.dir, exist_ok=True)
+    priv_path, pub_path = os.path.join(a.dir, "signing.pem"), os.path.join(a.dir, "signing.pub")
+    fd = os.open(priv_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never overwrite a key
+    with os.fdopen(fd, "wb") as f:
+        f.write(private)
+    with open(pub_path, "wb") as f:
+        f.write(public)
+    print(f"private key: {priv_path} (for publishers: CLOUDHOP_SIGNING_KEY)\n"
+          f"public key:  {pub_path} (for servers and deployers: CLOUDHOP_PUBLIC_KEY)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="cloudhop", description="cloudhop: one ML pipeline across several clouds")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -123,10 +162,21 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--labels", action="store_true",
                    help="then write the rows' true labels to the store (labels/<model>/), as if they arrived later")
     r.set_defaults(func=cmd_replay)
+    au = sub.add_parser("audit", help="print the audit trail: promotions, alias moves, deploys, rollbacks, swaps")
+    au.add_argument("--model", help="only this model's events (default: every model in the store)")
+    au.add_argument("--spec", default="specs/flights.yaml", help="the spec whose store holds the trail")
+    au.add_argument("--json", action="store_true", help="one JSON object per line")
+    au.set_defaults(func=cmd_audit)
+    k = sub.add_parser("keygen", help="make an Ed25519 key pair for signing versions")
+    k.add_argument("dir", help="folder for signing.pem and signing.pub")
+    k.set_defaults(func=cmd_keygen)
     a = p.parse_args(argv)
     try:
         return a.func(a)
-    except (SpecError, RegistryError, FileNotFoundError) as e:
+    except FileExistsError as e:
+        print(f"cloudhop: {e.filename} exists already; not overwriting a key", file=sys.stderr)
+        return 2
+    except (SpecError, RegistryError, SigningError, FileNotFoundError) as e:
         print(f"cloudhop: {e}", file=sys.stderr)
         return 2
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from cloudhop.data import Executor, Table, Windows, open_table, split as split_table
 from cloudhop.registry import ModelVersion, Registry
+from cloudhop.registry import signing
 from cloudhop.registry.manifest import (DatasetInfo, DriftSummary, Features, Manifest, Metrics, TrainingInfo,
                                         ValidationSummary)
 from cloudhop.registry.revision import code_revision
@@ -32,7 +33,9 @@ __all__ = ["open_registry", "open_data", "check_data", "split", "checkpoint_pref
 
 
 def open_registry(spec: PipelineSpec) -> Registry:
-    return Registry(Store(spec.store, spec.store_options), spec.name)
+    """The spec's registry, signing with CLOUDHOP_SIGNING_KEY and verifying with CLOUDHOP_PUBLIC_KEY when set."""
+    return Registry(Store(spec.store, spec.store_options), spec.name, signing_key=signing.private_key_from_env(),
+                    public_key=signing.public_key_from_env())
 
 
 # -- data ----------------------------------------------------------------------

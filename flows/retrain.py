@@ -13,6 +13,8 @@ from pydantic import BaseModel, Field
 from prefect.runtime import flow_run
 
 from cloudhop.pipeline import open_registry
+from cloudhop.registry import AliasError
+from tasks.deploy import run_actor
 from tasks.failover import dataset_bytes, place_task, train_with_failover_task
 from tasks.pipeline import (drift_task, evaluate_task, load_spec_task, open_table_task, register_task, run_executor,
                             smoke_task, split_task, train_task, validate_task)
@@ -100,7 +102,11 @@ def retrain(
             # as the `deploy` deployment, without a child flow run per retrain (its creation and
             # its heartbeat thread cost about a second).
             deployed = deploy_flow.fn(spec=spec, version=mv.version, overrides=ov or None)
-        registry.set_alias("champion", mv.version, run_id=mv.manifest.run_id, reason=reason)
+        try:
+            registry.acting_as(run_actor()).set_alias("champion", mv.version, run_id=mv.manifest.run_id,
+                                                      reason=reason)
+        except AliasError as e:  # a newer version became champion while this run trained: it stays
+            get_run_logger().warning("%s", e)
     summary = {
         "model": s.name, "version": mv.version, "promoted": evaluation.promote, "reason": evaluation.reason,
         "champion": registry.alias("champion")["version"],

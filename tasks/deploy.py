@@ -11,6 +11,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import deployment, flow_run
 
 from cloudhop import providers
 from cloudhop.registry import Registry
@@ -49,6 +50,12 @@ def target_secrets(target: ServingTargetSpec) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def run_actor() -> dict[str, Any]:
+    """Who acts, for the audit log: this flow run, its flow and its deployment (None outside one)."""
+    return {"flow_run": str(flow_run.get_id() or "") or None, "flow": flow_run.get_flow_name(),
+            "deployment": deployment.get_name()}
+
+
 def _target(spec: PipelineSpec, target_spec: ServingTargetSpec):
     return multi.build(target_spec, spec, target_secrets(target_spec))
 
@@ -66,6 +73,7 @@ def snapshot_task(spec: PipelineSpec, registry: Registry) -> dict[str, str | Non
 def deploy_target_task(spec: PipelineSpec, registry: Registry, target_spec: ServingTargetSpec, version: str,
                        smoke: dict | None, run_id: str | None) -> DeployOutcome:
     """One attempt; a failed attempt (already rolled back on that target) raises so Prefect retries."""
+    registry = registry.acting_as(run_actor())
     outcome = deploy_to_target(registry, _target(spec, target_spec), version, smoke, run_id=run_id)
     get_run_logger().info(outcome.summary())
     if not outcome.ok:
@@ -89,6 +97,7 @@ def finalize_task(spec: PipelineSpec, registry: Registry, version: str, previous
                   plan: dict, rollbacks: dict, policy: str, run_id: str | None, seconds: float,
                   canary: dict | None = None) -> multi.DeployReport:
     targets = [_target(spec, t) for t in spec.targets]
+    registry = registry.acting_as(run_actor())
     report = multi.finalize(registry, targets, version, previous, outcomes, plan, rollbacks, policy, run_id,
                             seconds=seconds, canary=canary)
     log = get_run_logger()
@@ -100,6 +109,7 @@ def finalize_task(spec: PipelineSpec, registry: Registry, version: str, previous
 def canary_task(spec: PipelineSpec, registry: Registry, target_spec: ServingTargetSpec, version: str,
                 smoke: dict | None, run_id: str | None, seconds: float, retries: int = 0):
     """Deploy to one target, let its traffic run `seconds`, judge it from /metrics against the others."""
+    registry = registry.acting_as(run_actor())
     canary = _target(spec, target_spec)
     baseline = [_target(spec, t) for t in spec.targets if t.name != target_spec.name]
     outcome, attempts, verdict = multi.run_canary(registry, canary, baseline, version, smoke, seconds=seconds,

@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 
 from cloudhop import pipeline
 from cloudhop.data import VALIDATION_PRELOAD, DaskExecutor, Executor, Table, executor_for
+from cloudhop.registry.signing import load_private_key
 from cloudhop.spec import PipelineSpec, load_spec
 
 __all__ = ["load_spec_task", "load_data_task", "validate_task", "report_validation", "split_task", "train_task",
@@ -171,9 +172,21 @@ def drift_task(spec: PipelineSpec, windows, executor: Executor | None = None):
     return d
 
 
+def signing_registry(registry):
+    """The registry signing with the key of the Prefect Secret block named by CLOUDHOP_SIGNING_KEY_BLOCK
+    (else as it is: CLOUDHOP_SIGNING_KEY, or unsigned). The key is never logged."""
+    block = os.environ.get("CLOUDHOP_SIGNING_KEY_BLOCK")
+    if not block:
+        return registry
+    from prefect.blocks.system import Secret
+
+    return registry.with_keys(signing_key=load_private_key(Secret.load(block).get()))
+
+
 @task(name="register", **_task)
 def register_task(spec, registry, trained, evaluation, validation, drift, smoke, data_fingerprint, windows):
     run_id = flow_run.get_id()
+    registry = signing_registry(registry)
     mv = pipeline.register(spec, registry, trained, evaluation, validation.summary(), validation.to_dict(), drift,
                            smoke, data_fingerprint, windows, run_id=str(run_id) if run_id else None)
     files = mv.manifest.files

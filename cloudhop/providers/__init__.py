@@ -14,10 +14,10 @@ import importlib
 import pkgutil
 from functools import cache
 
-from cloudhop.providers.base import (CredentialsBlock, ManifestKind, PoolType, Provider, ProviderError,
-                                     missing_extra, set_default)
+from cloudhop.providers.base import (CredentialsBlock, ManifestKind, ObjectBackend, PoolType, Provider,
+                                     ProviderError, missing_extra, set_default)
 
-__all__ = ["Provider", "PoolType", "ManifestKind", "CredentialsBlock", "ProviderError", "names", "get",
+__all__ = ["Provider", "ObjectBackend", "PoolType", "ManifestKind", "CredentialsBlock", "ProviderError", "names", "get",
            "pool_type", "pool_type_names", "manifest_kind", "manifest_kind_names", "for_protocol",
            "missing_extra", "set_default"]
 
@@ -70,5 +70,5 @@ def manifest_kind_names() -> list[str]:
 
 
 def for_protocol(protocol: str) -> Provider | None:
-    """The provider giving object-store `protocol` its create-only write (None: check, then put)."""
+    """The provider giving object-store `protocol` its writes (None: that protocol has none)."""
     return next((p for p in _all() if protocol in p.store_protocols), None)

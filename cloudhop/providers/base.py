@@ -7,10 +7,10 @@ install without that cloud's extra; using it then asks for the extra (see `missi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
-__all__ = ["Provider", "PoolType", "ManifestKind", "CredentialsBlock", "ProviderError", "set_default",
-           "missing_extra"]
+__all__ = ["Provider", "PoolType", "ManifestKind", "CredentialsBlock", "ProviderError", "ObjectBackend",
+           "set_default", "missing_extra", "encryption_setting"]
 
 
 class ProviderError(LookupError):
@@ -49,6 +49,29 @@ class CredentialsBlock:
     to_secrets: Callable[[dict[str, Any]], dict[str, Any]]  # block fields -> the target's `secrets`
 
 
+def encryption_setting(encryption: Mapping[str, Any] | None, name: str, store: str, example: str) -> str | None:
+    """The one setting `name` of a store's `encryption` option (None: no encryption asked for); a
+    ValueError naming what is expected for anything else."""
+    if encryption is None:
+        return None
+    if set(encryption) != {name} or not encryption[name]:
+        raise ValueError(f"store option encryption for {store} takes {{{name}: {example}}}; "
+                         f"got keys {sorted(encryption)}")
+    return str(encryption[name])
+
+
+class ObjectBackend(Protocol):
+    """An object store's writes through its own SDK: the conditional writes fsspec does not offer
+    (create-only, compare-and-swap) and encryption at rest on every write. Paths are "bucket/key"."""
+
+    def get(self, path: str) -> tuple[bytes, str] | None:
+        """The object's bytes and its version token (ETag, generation); None when it does not exist."""
+
+    def put(self, path: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None) -> bool:
+        """Write `data`, encrypted as configured: only when absent, or only when its version token is still
+        `if_match`. False when that condition failed (nothing was written)."""
+
+
 @dataclass(frozen=True)
 class Provider:
     """Everything one cloud contributes, registered by `name` (= the serving target `kind`)."""
@@ -58,8 +81,9 @@ class Provider:
     pool_types: tuple[PoolType, ...] = ()
     manifests: tuple[ManifestKind, ...] = ()
     credentials: CredentialsBlock | None = None
-    store_protocols: tuple[str, ...] = ()  # object-store protocols whose create-only write it provides
-    put_if_absent: Callable[[Any, str, bytes], bool] | None = None  # (Store, path, data) -> created?
+    store_protocols: tuple[str, ...] = ()  # object-store protocols whose writes it provides
+    # (fsspec storage options, encryption options or None) -> the ObjectBackend of one store
+    store_backend: Callable[[Mapping[str, Any], Mapping[str, Any] | None], ObjectBackend] | None = None
 
 
 def missing_extra(provider: Provider, error: ImportError) -> str:

@@ -4,6 +4,10 @@ Store options for cloud stores come from the env var CLOUDHOP_STORE_OPTIONS (JSO
 Secrets never come from a plain argument (it would show in `ps`): the admin token from the file
 named by --admin-token-file or the env var CLOUDHOP_ADMIN_TOKEN; /predict tokens (`ID:TOKEN`
 entries) from --predict-tokens-file or CLOUDHOP_PREDICT_TOKENS.
+
+With a public key (--public-key PATH, or CLOUDHOP_PUBLIC_KEY: a path or the PEM itself) the server
+loads only versions whose manifest.sig verifies. It needs only read access to the model store:
+the prediction log goes to --log-store (a prefix or bucket of its own; default: the model store).
 """
 from __future__ import annotations
 
@@ -14,10 +18,13 @@ import signal
 import sys
 
 from cloudhop.registry import Registry
+from cloudhop.registry.signing import PUBLIC_KEY_ENV, SigningError, load_public_key
 from cloudhop.serving.auth import TokenError, parse_predict_tokens, read_secret
 from cloudhop.serving.model import ModelLoadError, load_model
 from cloudhop.serving.request import RequestError
 from cloudhop.store import Store
+
+__all__ = ["main", "parse_args"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,6 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                  "(comma-separated); by default no proxy header is trusted")
     # for benchmarks/bench_serving.py's A/B of the row check's cost only: never in a deployment
     p.add_argument("--benchmark-unchecked-rows", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--public-key", default=os.environ.get(PUBLIC_KEY_ENV) or None,
+                   help=f"Ed25519 public key (PEM file): serve only versions it signed (default: ${PUBLIC_KEY_ENV})")
+    p.add_argument("--log-store", help="store URI for the prediction log (default: the model store); lets the "
+                                       "server run with read-only access to models/")
     return p.parse_args(argv)
 
 
@@ -68,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from cloudhop.serving.app import check_ref, create_app
     from cloudhop.serving.log import PredictionLog
 
+    options = _store_options()
     try:
         admin_token = read_secret("CLOUDHOP_ADMIN_TOKEN", args.admin_token_file)
         admin_token = admin_token.strip().splitlines()[0] if admin_token else None
@@ -75,18 +87,20 @@ def main(argv: list[str] | None = None) -> int:
         where = args.predict_tokens_file or "CLOUDHOP_PREDICT_TOKENS"
         predict_tokens = parse_predict_tokens(raw, where) if raw else None
         version = check_ref(args.version)
-    except (TokenError, RequestError) as e:
+        public_key = load_public_key(args.public_key) if args.public_key else None
+    except (TokenError, RequestError, SigningError) as e:
         print(f"cloudhop.serving: cannot start: {e}", file=sys.stderr, flush=True)
         return 2
-    store = Store(args.store, _store_options())
-    registry = Registry(store, args.model)
+    store = Store(args.store, options)
+    registry = Registry(store, args.model, public_key=public_key)
     try:
         model = load_model(registry, version, args.threads)
     except ModelLoadError as e:
         print(f"cloudhop.serving: cannot start: {e}", file=sys.stderr, flush=True)
         return 2
     log = None if args.no_prediction_log else PredictionLog(
-        store, args.model, args.target_name, args.log_flush_rows, args.log_flush_seconds)
+        Store(args.log_store, options) if args.log_store else store, args.model, args.target_name,
+        args.log_flush_rows, args.log_flush_seconds)
     app = create_app(registry, model, target=args.target_name, prediction_log=log, max_rows=args.max_rows,
                      admin_token=admin_token, predict_tokens=predict_tokens, threads=args.threads,
                      max_body_bytes=args.max_body_bytes, check_rows=not args.benchmark_unchecked_rows)

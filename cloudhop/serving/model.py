@@ -2,20 +2,24 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
-from cloudhop.registry import Registry, RegistryError
+from cloudhop.registry import IntegrityError, Registry, RegistryError
 from cloudhop.training.preprocess import Preprocessor
 
 __all__ = ["LoadedModel", "ModelLoadError", "load_model"]
 
+log = logging.getLogger("cloudhop.serving")
+
 
 class ModelLoadError(RuntimeError):
-    """A version that cannot be served; `status` is the HTTP status that fits (404 or 409)."""
+    """A version that cannot be served; `status` is the HTTP status that fits: 404 for a ref that names
+    no version, 409 for a version refused (unsigned, wrongly signed, changed files, unloadable)."""
 
     def __init__(self, message: str, status: int = 409):
         super().__init__(message)
@@ -64,9 +68,13 @@ def _check_signature(session: Any, pre: Preprocessor, where: str) -> None:
 
 
 def load_model(registry: Registry, ref: str, threads: int = 1) -> LoadedModel:
-    """Resolve ref (number, 'latest' or alias), verify checksums, build the session, run one warm-up row."""
+    """Resolve ref (number, 'latest' or alias), check the signature (with a public key set) and the
+    checksums, build the session, run one warm-up row. A refused version is logged and raises 409."""
     try:
-        mv = registry.get(registry.resolve(str(ref)))
+        mv = registry.get(str(ref))  # an alias's pinned digest, and the signature when a key is set
+    except IntegrityError as e:
+        log.error("refusing to load %s from %s: %s", ref, registry.store.uri, e)
+        raise ModelLoadError(f"refusing to load {ref!r}: {e}") from None
     except RegistryError as e:
         raise ModelLoadError(str(e), status=404) from None
     where = f"model {registry.name} v{mv.version} in {registry.store.uri}"
@@ -74,6 +82,7 @@ def load_model(registry: Registry, ref: str, threads: int = 1) -> LoadedModel:
         onnx_bytes = registry.read_file(mv, "model.onnx")  # sha256 checked before ORT sees a byte
         pre = Preprocessor.from_dict(json.loads(registry.read_file(mv, "preprocess.json")))
     except (RegistryError, FileNotFoundError) as e:
+        log.error("refusing to load %s: %s", where, e)
         raise ModelLoadError(f"refusing to load {where}: {e}") from None
     except (ValueError, KeyError, TypeError) as e:
         raise ModelLoadError(f"{where}: preprocess.json is not a valid preprocessor: {e!r}") from None

@@ -19,30 +19,38 @@ from cloudhop.store import Store
 from cloudhop.targets.base import SmokeResult, TargetError, compare_predictions
 from cloudhop.targets.description import VERSION_ENV, ServingDescription, load_description
 
-__all__ = ["ControlPlane", "CloudTarget", "Endpoint", "ManifestStore", "copy_version", "description_for", "find_version",
-           "gitops_control", "require", "require_store", "check_options"]
+__all__ = ["ControlPlane", "CloudTarget", "Endpoint", "ManifestStore", "SERVING_FILES", "copy_version",
+           "description_for", "find_version", "gitops_control", "require", "require_store", "check_options"]
+
+
+SERVING_FILES = ("model.onnx", "preprocess.json", "smoke.json")  # what a server needs; the rest stays behind
 
 
 def copy_version(registry: Registry, dest: Store, version: str) -> int:
-    """Upload one version's files to `dest` under the same layout, manifest last, then re-read and
-    check every sha256 there. Returns the bytes uploaded (0 when the copy was already complete)."""
+    """Upload what serving needs of one version (SERVING_FILES, then manifest.sig when signed, the
+    manifest last) to `dest` under the same layout, then re-read and check every sha256 there.
+    Checkpoints, reference samples and validation details stay in the registry. Returns the bytes
+    uploaded (0 when the copy was already complete)."""
     version = registry.resolve(version)
     problems = registry.verify(version)
     if problems:
         raise TargetError(f"{registry.name} v{version} fails verification at the source: " + "; ".join(problems))
     mv = registry.get(version)
-    there = Registry(dest, registry.name)
-    if dest.exists(mv.key("manifest.json")) and not there.verify(version):
+    there = Registry(dest, registry.name, public_key=registry.public_key)
+    if dest.exists(mv.key("manifest.json")) and not there.verify(version, SERVING_FILES):
         return 0  # already there and intact
     sent = 0
-    for fname in mv.manifest.files:
-        data = registry.read_file(mv, fname)
-        dest.write_bytes(mv.key(fname), data)
-        sent += len(data)
+    for fname in SERVING_FILES:
+        if fname in mv.manifest.files:
+            data = registry.read_file(mv, fname)
+            dest.write_bytes(mv.key(fname), data)
+            sent += len(data)
+    if registry.store.exists(mv.key("manifest.sig")):
+        dest.write_bytes(mv.key("manifest.sig"), registry.store.read_bytes(mv.key("manifest.sig")))
     manifest = registry.store.read_bytes(mv.key("manifest.json"))
     # manifest last: readers of `dest` see the version only once every file is in place
     dest.write_bytes(mv.key("manifest.json"), manifest)
-    problems = there.verify(version)
+    problems = there.verify(version, SERVING_FILES)
     if problems:
         raise TargetError(f"the copy of {registry.name} v{version} in {dest.uri} is corrupt: " + "; ".join(problems))
     return sent

@@ -233,8 +233,8 @@ def record(registry: Registry, report: DeployReport) -> None:
             continue  # it does not answer: the alias keeps the last version seen running
         alias = registry.alias(f"live-{t.target}")
         if alias is None or alias.get("version") != t.version:
-            registry.set_alias(f"live-{t.target}", t.version, target=t.target, run_id=report.run_id,
-                               status=t.status, deploying=report.version)
+            registry.set_alias(f"live-{t.target}", t.version, rollback=t.status == "rolled-back", target=t.target,
+                               run_id=report.run_id, status=t.status, deploying=report.version)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     key = f"{registry.base}/deploys/{stamp}-{report.run_id or 'local'}.json"
     registry.store.write_bytes(key, json.dumps(report.to_dict(), indent=2, default=str).encode())

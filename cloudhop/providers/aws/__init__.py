@@ -1,8 +1,9 @@
 """AWS: the `ecs` work pool, ECS task-definition manifests, the ECS serving target, AwsCredentials,
-and S3's create-only write for the store. SDKs: the `aws` extra (boto3, s3fs, prefect-aws)."""
+and the store's writes on S3 (create-only, compare-and-swap, SSE-KMS). SDKs: the `aws` extra (boto3, s3fs,
+prefect-aws)."""
 from cloudhop.providers.aws.manifests import ECS
 from cloudhop.providers.aws.pool import ECS_POOL
-from cloudhop.providers.aws.store import put_if_absent
+from cloudhop.providers.aws.store import S3Objects
 from cloudhop.providers.aws.target import from_spec, secrets_from_block
 from cloudhop.providers.base import CredentialsBlock, Provider
 
@@ -11,4 +12,4 @@ __all__ = ["PROVIDER"]
 PROVIDER = Provider(
     name="aws", target=from_spec, extra="aws", pool_types=(ECS_POOL,), manifests=(ECS,),
     credentials=CredentialsBlock("prefect_aws:AwsCredentials", secrets_from_block),
-    store_protocols=("s3",), put_if_absent=put_if_absent)
+    store_protocols=("s3",), store_backend=S3Objects)
