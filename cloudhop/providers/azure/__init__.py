@@ -2,7 +2,7 @@
 the Container Apps serving target and AzureBlobStorageCredentials. SDKs: the `azure` extra
 (azure-storage-blob, azure-mgmt-appcontainers, azure-identity, adlfs, prefect-azure, prefect-kubernetes)."""
 from cloudhop.providers.azure.manifests import CONTAINER_APP
-from cloudhop.providers.azure.target import from_spec, secrets_from_block
+from cloudhop.providers.azure.target import from_spec, secrets_from_block, storage_options_from_block
 from cloudhop.providers.base import CredentialsBlock, PoolType, Provider
 from cloudhop.providers.kubernetes import KUBERNETES
 
@@ -13,4 +13,5 @@ PROVIDER = Provider(
     pool_types=(KUBERNETES, PoolType("azure-container-instance",
                                      worker="prefect_azure.workers.container_instance:AzureContainerWorker")),
     manifests=(CONTAINER_APP,),
-    credentials=CredentialsBlock("prefect_azure:AzureBlobStorageCredentials", secrets_from_block))
+    credentials=CredentialsBlock("prefect_azure:AzureBlobStorageCredentials", secrets_from_block,
+                                 protocols=("az",), to_storage_options=storage_options_from_block))
