@@ -123,7 +123,7 @@ OVERRIDE_CASES = [
     ("image", {"targets.0.options.image": "attacker/image:latest"},
      r"overrides\.targets\.0\.options\.image: cannot be overridden"),
     ("credentials-block", {"store_credentials": {"block": "aws-credentials/other"}},
-     r"overrides\.store_credentials: cannot be overridden"),
+     r"overrides\.store_credentials\.block: cannot be overridden"),
     ("nested-credential", {"dataset": {"storage_options": {"token": SENTINEL}}},
      r"overrides\.dataset\.storage_options\.token: credentials are not accepted"),
     ("compute", {"compute.catalog": "/tmp/clouds.yaml"}, r"overrides\.compute\.catalog: cannot be overridden"),
@@ -284,6 +284,13 @@ def test_tls_dask_needs_certificates(monkeypatch):
     with network_watch() as seen, pytest.raises(DataError, match="needs TLS credentials"):
         task_runner_options(parse_spec(BASE))
     assert seen == []
+    import dask
+
+    tls = {"distributed.comm.tls.ca-file": "/etc/cloudhop/ca.pem", "distributed.comm.tls.client.cert": "/c.pem"}
+    with dask.config.set(tls):
+        opts = task_runner_options(parse_spec(BASE))
+    assert opts["address"] == "tls://10.9.9.9:8786"
+    assert opts["client_kwargs"]["security"].tls_ca_file == "/etc/cloudhop/ca.pem"
 
 
 # -- resolved credentials stay out of every serialized form of the spec ---------------------------------
