@@ -78,9 +78,9 @@ def run_parts(executor: Executor | None, fn: Callable[..., R], items: Sequence[T
 def dask_address(spec: PipelineSpec | None = None) -> str | None:
     """The scheduler to use: the spec's dataset.dask_address, else CLOUDHOP_DASK_ADDRESS, else None (local).
     A plain-tcp address off loopback is refused (DataError) before anything connects."""
-    if spec is not None and spec.dataset.dask_address:
-        address, source = spec.dataset.dask_address, "dataset.dask_address"
-    else:
+    address: str | None = spec.dataset.dask_address if spec is not None else None
+    source = "dataset.dask_address"
+    if not address:
         address, source = os.environ.get(ADDRESS_ENV) or None, ADDRESS_ENV
     problem = address and guard.dask_address_problem(address)
     if problem:
@@ -94,7 +94,7 @@ def _security(address: str) -> Any:
         return None
     from distributed import Security
 
-    security = Security()
+    security: Any = Security()  # its tls_* attributes are set from dask's config at runtime
     if not (security.tls_ca_file and security.tls_client_cert):
         raise DataError(f"the Dask scheduler at {address} needs TLS credentials: set "
                         "DASK_DISTRIBUTED__COMM__TLS__CA_FILE, __CLIENT__CERT and __CLIENT__KEY (or dask's config)")
