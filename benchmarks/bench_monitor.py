@@ -34,6 +34,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
 
 from cloudhop.drift import monitor as mon  # noqa: E402
 from cloudhop.registry import Manifest, Registry  # noqa: E402
@@ -161,9 +162,12 @@ def bench_loop(root: Path, api: str, epochs: int) -> list[tuple]:
         # so it trains from scratch (the loop's store holds the finished run's checkpoint).
         os.environ["PREFECT_API_URL"] = api
         from flows.retrain import Window, retrain
-        _, t_direct = timed(retrain, spec=str(home / "spec.yaml"), window=Window(**loop["windows"]["retrain"]),
-                            deploy=False, reason="bench: in-process baseline",
-                            overrides={"store": str(root / "baseline-store")})
+        baseline = yaml.safe_load((home / "spec.yaml").read_text())  # a run's overrides never change the store
+        baseline["store"] = str(root / "baseline-store")
+        (root / "baseline-spec.yaml").write_text(yaml.safe_dump(baseline, sort_keys=False))
+        _, t_direct = timed(retrain, spec=str(root / "baseline-spec.yaml"),
+                            window=Window(**loop["windows"]["retrain"]), deploy=False,
+                            reason="bench: in-process baseline")
     finally:
         kill_pidfile(home / "worker.pid", b"worker")
         from cloudhop.providers.local.target import LocalTarget

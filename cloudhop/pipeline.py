@@ -34,7 +34,7 @@ __all__ = ["open_registry", "open_data", "check_data", "split", "checkpoint_pref
 
 def open_registry(spec: PipelineSpec) -> Registry:
     """The spec's registry, signing with CLOUDHOP_SIGNING_KEY and verifying with CLOUDHOP_PUBLIC_KEY when set."""
-    return Registry(Store(spec.store, spec.store_options), spec.name, signing_key=signing.private_key_from_env(),
+    return Registry(Store(spec.store, spec.store_fs_options), spec.name, signing_key=signing.private_key_from_env(),
                     public_key=signing.public_key_from_env())
 
 
@@ -77,7 +77,7 @@ def train_model(spec: PipelineSpec, windows: Windows, data_fingerprint: str,
     from cloudhop.training.evaluate import fit_baseline
     from cloudhop.training.batches import fit_preprocessor_for
 
-    store = Store(spec.store, spec.store_options)
+    store = Store(spec.store, spec.store_fs_options)
     ckpt = CheckpointStore(store, checkpoint_prefix(spec, data_fingerprint))
     pre = fit_preprocessor_for(windows.train, spec.categorical, spec.numeric)
     # The network starts as the linear baseline and learns what it misses (a wide-and-deep model).
@@ -201,7 +201,7 @@ def register(spec: PipelineSpec, registry: Registry, trained: Trained, evaluatio
         parent_version=parent.version if parent else None,
         dataset=DatasetInfo(uri=spec.dataset.uri, fingerprint=data_fingerprint, windows=windows.sizes()),
         spec_hash=spec.spec_hash(),
-        spec=spec.model_dump(mode="json"),
+        spec=spec.manifest_copy(),
         code_revision=code_revision(),
         task=spec.target.task,
         target=spec.target.column,

@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from cloudhop import providers
+from cloudhop import guard, providers
 
-__all__ = ["PipelineSpec", "SpecError", "load_spec", "parse_spec", "format_errors", "ColumnSpec", "DatasetSpec",
-           "TargetSpec", "SplitSpec", "ModelSpec", "EvaluationSpec", "DriftSpec", "ServingTargetSpec", "FailoverSpec",
-           "BreakerSpec", "ComputeSpec"]
+__all__ = ["PipelineSpec", "SpecError", "load_spec", "parse_spec", "format_errors", "find_spec", "SPECS_ENV",
+           "ColumnSpec", "DatasetSpec", "CredentialsRef", "TargetSpec", "SplitSpec", "ModelSpec", "EvaluationSpec",
+           "DriftSpec", "ServingTargetSpec", "FailoverSpec", "BreakerSpec", "ComputeSpec"]
 
 
 class SpecError(ValueError):
@@ -29,6 +31,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
+NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"  # a model name: lowercase letters, digits, dashes
 ColumnType = Literal["int", "float", "bool", "category", "string", "datetime"]
 
 
@@ -59,16 +62,60 @@ class ColumnSpec(_Strict):
         return self
 
 
+HTTP_ENV = "CLOUDHOP_ALLOW_HTTP_DATASETS"
+SPECS_ENV = "CLOUDHOP_SPECS"  # the folder of specs a model name is looked up in (find_spec)
+
+
+class CredentialsRef(_Strict):
+    """A Prefect credentials block, by name: `aws-credentials/prod` (type slug and name) or `prod`.
+    Its type is the one the store's cloud provider declares (cloudhop.providers)."""
+    block: str = Field(pattern=r"^([a-z0-9][a-z0-9-]*/)?[a-z0-9][a-z0-9-]*$")
+
+
+def _with_secrets(plain: dict[str, Any], secret: dict[str, Any]) -> dict[str, Any]:
+    """Plain options with resolved credentials laid over them; nested dicts (client_kwargs) merge."""
+    return {**plain, **{k: {**plain[k], **v} if isinstance(v, dict) and isinstance(plain.get(k), dict) else v
+                        for k, v in secret.items()}}
+
+
+def _check_credentials_ref(ref: CredentialsRef | None, uri: str, field: str) -> None:
+    """A credentials block only where a provider's block type opens the URI (not for a local path)."""
+    if ref is not None and providers.credentials_for(uri) is None:
+        raise ValueError(f"{field}: {uri} takes no credentials block (no provider's credentials open it)")
+
+
 class DatasetSpec(_Strict):
-    uri: str = Field(description="any fsspec URI or path (Parquet or CSV), or builtin://nycflights13/flights")
+    uri: str = Field(description="a path or a URI with an allowed scheme (file, s3, gs, az, abfs, builtin; "
+                                 "http(s) only with allow_http), Parquet or CSV, or builtin://nycflights13/flights")
     format: Literal["auto", "parquet", "csv"] = "auto"
-    storage_options: dict[str, Any] = Field(default_factory=dict)
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="plain fsspec options (endpoint, "
+                                            "region, anon...); credentials come from `credentials`")
+    credentials: CredentialsRef | None = Field(default=None, description="a credentials block for the dataset's "
+                                               "store; empty: the runtime identity")
+    allow_http: bool = Field(default=False, description=f"accept an http(s) uri (also {HTTP_ENV}=1)")
     engine: Literal["auto", "pandas", "dask"] = Field(
         default="auto", description="pandas for data that fits, dask for larger; auto decides from size")
     limit: int | None = Field(default=None, ge=1, description="read only the first N rows (for quick runs)")
     dask_address: str | None = Field(
         default=None, description="Dask scheduler for the dask engine (tcp://host:8786); when unset, "
-                                  "CLOUDHOP_DASK_ADDRESS, else a local cluster")
+                                  "CLOUDHOP_DASK_ADDRESS, else a local cluster; a remote one needs tls://")
+    _secret_options: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_access(self):
+        allow_http = self.allow_http or os.environ.get(HTTP_ENV, "").lower() in ("1", "true", "yes")
+        for field, problem in (("uri", guard.dataset_uri_problem(self.uri, allow_http)),
+                               ("dask_address", self.dask_address and guard.dask_address_problem(self.dask_address))):
+            if problem:
+                raise ValueError(f"{field}: {problem}")
+        _check_credentials_ref(self.credentials, self.uri, "credentials")
+        return self
+
+    @property
+    def fs_options(self) -> dict[str, Any]:
+        """The fsspec options to read the dataset with: `storage_options` plus the credentials the
+        tasks layer resolved from `credentials` (never serialized with the spec)."""
+        return _with_secrets(self.storage_options, self._secret_options)
 
 
 class TargetSpec(_Strict):
@@ -164,7 +211,7 @@ class ComputeSpec(_Strict):
 
 
 class PipelineSpec(_Strict):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="model name (lowercase, digits, dashes)")
+    name: str = Field(pattern=f"^{NAME_PATTERN}$", description="model name (lowercase, digits, dashes)")
     dataset: DatasetSpec
     columns: dict[str, ColumnSpec]
     target: TargetSpec
@@ -173,13 +220,18 @@ class PipelineSpec(_Strict):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     drift: DriftSpec = Field(default_factory=DriftSpec)
     store: str = Field(default=".cloudhop/store", description="artifact store URI (a local folder by default)")
-    store_options: dict[str, Any] = Field(default_factory=dict)
+    store_options: dict[str, Any] = Field(default_factory=dict, description="plain fsspec options (endpoint, "
+                                          "region...); credentials come from `store_credentials`")
+    store_credentials: CredentialsRef | None = Field(default=None, description="a credentials block for the "
+                                                     "store; empty: the runtime identity")
     expectations: str | None = Field(default=None, description="optional path to a user GX suite (JSON)")
     targets: list[ServingTargetSpec] = Field(default_factory=lambda: [ServingTargetSpec(name="local", kind="local")])
     compute: ComputeSpec = Field(default_factory=ComputeSpec)
+    _secret_options: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross(self):
+        _check_credentials_ref(self.store_credentials, self.store, "store_credentials")
         cols = self.columns
         if self.target.column not in cols:
             raise ValueError(f"target.column {self.target.column!r} is not in columns")
@@ -198,6 +250,26 @@ class PipelineSpec(_Strict):
         if len(set(names)) != len(names):
             raise ValueError("targets: names must be unique")
         return self
+
+    # -- credentials -----------------------------------------------------------
+    def with_credentials(self, store: dict[str, Any] | None = None,
+                         dataset: dict[str, Any] | None = None) -> "PipelineSpec":
+        """A copy that reads the store and the dataset with these fsspec options (resolved by the
+        tasks layer from the credentials blocks). They live outside the fields: no dump, hash,
+        manifest or repr of the spec holds them."""
+        out = self.model_copy(deep=True)
+        out._secret_options = dict(store or {})
+        out.dataset._secret_options = dict(dataset or {})
+        return out
+
+    @property
+    def store_fs_options(self) -> dict[str, Any]:
+        """The fsspec options to open the store with: `store_options` plus the resolved credentials."""
+        return _with_secrets(self.store_options, self._secret_options)
+
+    def manifest_copy(self) -> dict[str, Any]:
+        """The spec as a manifest records it: plain data, every option value redacted."""
+        return guard.redact_options(self.model_dump(mode="json"))
 
     # -- derived views -------------------------------------------------------
     @property
@@ -244,7 +316,12 @@ def format_errors(err: ValidationError, source: str, what: str = "pipeline spec"
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "value_error":  # a validator's "field: problem" names a field below loc
+            msg = str(e.get("ctx", {}).get("error", msg))
+            field, sep, rest = msg.partition(": ")
+            if sep and re.fullmatch(r"[a-z_]+(\.[a-z0-9_]+)*", field):
+                loc, msg = (f"{loc}.{field}" if loc != "(top level)" else field), rest
+        elif e["type"] == "extra_forbidden":
             msg = "unknown field"
         elif e["type"] == "missing":
             msg = "required field is missing"
@@ -253,8 +330,13 @@ def format_errors(err: ValidationError, source: str, what: str = "pipeline spec"
 
 
 def parse_spec(data: Any, source: str = "<dict>", overrides: dict[str, Any] | None = None) -> PipelineSpec:
+    """Validate a spec given as plain data, with `overrides` (dotted keys or nested dicts, only the
+    fields in cloudhop.guard.OVERRIDABLE) merged in. Credentials in any field are refused."""
     if not isinstance(data, dict):
         raise SpecError(f"invalid pipeline spec {source}: expected a mapping at the top level, got {type(data).__name__}")
+    problems = guard.credential_problems(data) + (guard.override_problems(overrides) if overrides else [])
+    if problems:
+        raise SpecError(f"invalid pipeline spec {source}:\n" + "\n".join(f"  {p}" for p in problems))
     if overrides:
         data = _merge(data, overrides)
     try:
@@ -273,6 +355,28 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Pipe
     except yaml.YAMLError as e:
         raise SpecError(f"pipeline spec {p} is not valid YAML: {e}") from None
     return parse_spec(data, str(p), overrides)
+
+
+def find_spec(model: str, folder: str | Path | None = None) -> Path:
+    """The spec file in `folder` (default: $CLOUDHOP_SPECS, else specs/; its *.yaml and *.yml, not
+    below) whose `name` is `model`: how a drift event's model name becomes a spec, with no path
+    taken from the event."""
+    folder = folder or os.environ.get(SPECS_ENV) or "specs"
+    if not isinstance(model, str) or not re.fullmatch(NAME_PATTERN, model):
+        raise SpecError(f"model {model!r} is not a model name (lowercase letters, digits, dashes)")
+    names: dict[str, list[Path]] = {}
+    for p in sorted([*Path(folder).glob("*.yaml"), *Path(folder).glob("*.yml")]):
+        try:
+            data = yaml.safe_load(p.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            names.setdefault(data["name"], []).append(p)
+    found = names.get(model, [])
+    if len(found) != 1:
+        raise SpecError(f"model {model!r}: {len(found)} specs in {folder} are named so "
+                        f"(models there: {', '.join(sorted(names)) or 'none'})")
+    return found[0]
 
 
 def _merge(base: dict, over: dict) -> dict:

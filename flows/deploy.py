@@ -11,8 +11,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from cloudhop.pipeline import open_registry
-from cloudhop.spec import load_spec
 from cloudhop.targets import multi
+from tasks.credentials import load_resolved_spec
 from tasks.deploy import canary_task, deploy_target_task, finalize_task, rollback_task, snapshot_task
 
 
@@ -29,7 +29,9 @@ def deploy(spec: str = "specs/flights.yaml", version: str = "champion", override
     Args:
         spec: Path to the pipeline spec (YAML).
         version: Version number, 'latest' or an alias; an older version rolls every target back to it.
-        overrides: Spec fields to override, as dotted keys, e.g. {"store": "s3://bucket/prefix"}.
+        overrides: Spec fields to override, as dotted keys; only training knobs, windows, the dataset
+            and thresholds (cloudhop.guard.OVERRIDABLE): targets, stores, images and credentials
+            come from the spec file alone.
         policy: all-or-nothing (a target still failing after its retries puts every target back on
             its previous version) or best-effort (only the failing targets go back).
         retries: Extra attempts per target before it counts as failed.
@@ -40,7 +42,7 @@ def deploy(spec: str = "specs/flights.yaml", version: str = "champion", override
     """
     t0 = time.monotonic()
     multi.check_policy(policy)
-    s = load_spec(spec, overrides)
+    s = load_resolved_spec(spec, overrides)
     registry = open_registry(s)
     v = registry.resolve(version)
     smoke = multi.load_smoke(registry, v)

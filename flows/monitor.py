@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 
 from cloudhop.drift import monitor as mon
 from cloudhop.pipeline import open_registry
-from cloudhop.spec import load_spec
 from flows.retrain import Window
+from tasks.credentials import load_resolved_spec
 from tasks.monitor import drift_task, emit_task, performance_task, read_log_task, reference_task, report_task
 
 __all__ = ["ServedWindow", "monitor"]
@@ -55,7 +55,7 @@ def monitor(
         retrain_window: Data windows the triggered retrain trains on (passed on in the event); empty: the spec's split.
     """
     logger = get_run_logger()
-    s = load_spec(spec)
+    s = load_resolved_spec(spec)
     registry = open_registry(s)
     champion = registry.champion()
     if champion is None:  # a fresh install on its schedule: nothing to watch yet, nothing to fail
@@ -72,7 +72,7 @@ def monitor(
     served = read_log_task(registry, start, end, champion.version)
     result = mon.MonitorResult(
         s.name, champion.version, start, end, len(served), "too-few-rows", s.drift.threshold,
-        cooldown_until=mon.cooldown_until(registry, cooldown_minutes), spec=spec,
+        cooldown_until=mon.cooldown_until(registry, cooldown_minutes),
         retrain_window=None if retrain_window is None else retrain_window.model_dump(mode="json"))
     if len(served) >= min_rows:
         reference, source = reference_task(registry, champion, n, seed)

@@ -8,7 +8,7 @@ from datetime import date
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from prefect.runtime import flow_run
 
@@ -16,12 +16,15 @@ from cloudhop.pipeline import open_registry
 from cloudhop.registry import AliasError
 from tasks.deploy import run_actor
 from tasks.failover import dataset_bytes, place_task, train_with_failover_task
-from tasks.pipeline import (drift_task, evaluate_task, load_spec_task, open_table_task, register_task, run_executor,
-                            smoke_task, split_task, train_task, validate_task)
+from tasks.pipeline import (check_run_inputs, drift_task, evaluate_task, load_spec_task, open_table_task,
+                            register_task, run_executor, smoke_task, spec_for_run, split_task, train_task,
+                            validate_task)
 
 
 class Window(BaseModel):
-    """Optional time windows that replace the spec's split for this run."""
+    """Optional time windows that replace the spec's split for this run (no other field is accepted)."""
+    model_config = ConfigDict(extra="forbid")
+
     train_start: date | None = Field(None, description="first day of the training window")
     validation_start: date | None = Field(None, description="first day of the validation window")
     holdout_start: date | None = Field(None, description="first day of the holdout window")
@@ -46,7 +49,7 @@ def _overrides(window: Window | None, max_epochs: int | None, dataset_limit: int
 
 @flow(name="retrain", log_prints=True)
 def retrain(
-    spec: str = "specs/flights.yaml",
+    spec: str | None = "specs/flights.yaml",
     window: Window | None = None,
     max_epochs: int | None = None,
     dataset_limit: int | None = None,
@@ -59,17 +62,21 @@ def retrain(
     """Retrain a model from its spec: load, validate, train, evaluate, register, deploy.
 
     Args:
-        spec: Path to the pipeline spec (YAML).
+        spec: Path to the pipeline spec (YAML); empty when `model` names the spec.
         window: Time windows that replace the spec's split for this run (empty fields keep the spec's).
         max_epochs: Cap on training epochs; empty keeps the spec's.
         dataset_limit: Read only the first N rows, for quick runs.
         dataset_uri: Read this dataset (any fsspec URI) instead of the spec's.
         deploy: Roll a promoted model out to the spec's serving targets.
         reason: Why this run happens: manual, schedule or a drift event.
-        overrides: Other spec fields to override, as dotted keys, e.g. {"model.batch_size": 2048}.
-        model: The model this run is for (a drift event names it); when set, it must be the spec's name.
+        overrides: Other spec fields to override, as dotted keys, e.g. {"model.batch_size": 2048}; only
+            training knobs, windows, the dataset and thresholds (cloudhop.guard.OVERRIDABLE).
+        model: The model to retrain (a drift event names it): its spec is the one named so in the spec
+            folder ($CLOUDHOP_SPECS, else specs/); a `spec` given with it must be that file.
     """
     logger = get_run_logger()
+    check_run_inputs(reason=reason)
+    spec = spec_for_run(spec, model)
     ov = _overrides(window, max_epochs, dataset_limit, dataset_uri, overrides)
     s = load_spec_task(spec, ov)
     if model and model != s.name:

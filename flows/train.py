@@ -20,7 +20,7 @@ def train(spec: str = "specs/flights.yaml", overrides: dict | None = None, run_k
 
     Args:
         spec: Path to the pipeline spec (YAML), as the worker sees it.
-        overrides: Spec fields to override, as dotted keys.
+        overrides: Spec fields to override, as dotted keys (only cloudhop.guard.OVERRIDABLE ones).
         run_key: Names this training in the store (retrain passes its flow run id).
         cloud: The cloud this deployment's work pool belongs to.
         attempt: Attempt number on this cloud (set by retrain's failover).

@@ -120,7 +120,9 @@ class Loop:
                 for d in c.read_deployments():
                     for s in d.schedules:
                         c.update_deployment_schedule(d.id, s.id, active=False)
-        env.update(PREFECT_WORKER_QUERY_SECONDS="2", PREFECT_LOGGING_LEVEL=worker_log_level)
+        # A drift event names the model: its runs find the spec by name in this loop's home.
+        env.update(PREFECT_WORKER_QUERY_SECONDS="2", PREFECT_LOGGING_LEVEL=worker_log_level,
+                   CLOUDHOP_SPECS=str(self.home))
         worker = start_worker("local", self.home / "worker.log", env)
         self.worker_pid = worker.pid
         (self.home / "worker.pid").write_text(str(worker.pid))
@@ -132,7 +134,8 @@ class Loop:
 
         with get_client(sync_client=True) as c:
             runs = c.read_flow_runs(deployment_filter=DeploymentFilter(id={"any_": [self.retrain_id]}))
-        return [r for r in runs if r.parameters.get("spec") == str(self.spec_path)]
+        return [r for r in runs if r.parameters.get("spec") == str(self.spec_path)
+                or (r.parameters.get("spec") is None and r.parameters.get("model") == self.spec["name"])]
 
     def metric_line(self, v: str) -> str:
         m = self.reg.get(v).manifest.metrics

@@ -6,7 +6,6 @@ They are resolved here into plain values handed to the library; they are never l
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -18,19 +17,11 @@ from cloudhop.registry import Registry
 from cloudhop.spec import PipelineSpec, ServingTargetSpec
 from cloudhop.targets import multi
 from cloudhop.targets.deploy import DeployOutcome, deploy_to_target
+from tasks.credentials import load_block
 
 
 class TargetDeployFailed(RuntimeError):
     """One target's deploy attempt failed (Prefect retries the task)."""
-
-
-def _plain(value: Any) -> Any:
-    """A block's dumped fields with every secret revealed (SecretStr, SecretDict), recursively."""
-    if hasattr(value, "get_secret_value"):
-        value = value.get_secret_value()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 def target_secrets(target: ServingTargetSpec) -> dict[str, Any]:
@@ -40,9 +31,7 @@ def target_secrets(target: ServingTargetSpec) -> dict[str, Any]:
     block = o.get("credentials")
     kind = providers.get(target.kind).credentials
     if block and kind is not None:
-        module, cls = kind.block_class.split(":")
-        loaded = getattr(importlib.import_module(module), cls).load(block)
-        out.update(kind.to_secrets(_plain(loaded.model_dump())))
+        out.update(kind.to_secrets(load_block(kind, block)))
     if o.get("admin_token_secret"):
         from prefect.blocks.system import Secret
 

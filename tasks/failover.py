@@ -89,7 +89,7 @@ def dataset_bytes(spec: PipelineSpec, table=None) -> int:
         try:
             import fsspec
 
-            fs, path = fsspec.core.url_to_fs(spec.dataset.uri, **spec.dataset.storage_options)
+            fs, path = fsspec.core.url_to_fs(spec.dataset.uri, **spec.dataset.fs_options)
             return int(fs.du(path))
         except Exception:
             pass

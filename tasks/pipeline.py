@@ -19,12 +19,14 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from cloudhop import pipeline
+from cloudhop import guard, pipeline
 from cloudhop.data import VALIDATION_PRELOAD, DaskExecutor, Executor, Table, executor_for
 from cloudhop.registry.signing import load_private_key
-from cloudhop.spec import PipelineSpec, load_spec
+from cloudhop.spec import PipelineSpec, SpecError, find_spec
+from tasks.credentials import load_resolved_spec
 
-__all__ = ["load_spec_task", "load_data_task", "validate_task", "report_validation", "split_task", "train_task",
+__all__ = ["spec_for_run", "check_run_inputs", "load_spec_task", "load_data_task", "validate_task",
+           "report_validation", "split_task", "train_task",
            "evaluate_task", "drift_task", "register_task", "smoke_task"]
 
 # Inputs here are DataFrames and model bytes: hashing them for a cache key would cost
@@ -40,9 +42,34 @@ def _key(text: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")[:60]
 
 
+def spec_for_run(spec: str | None, model: str | None) -> str:
+    """The spec file a run uses. Given a model name (a drift event names one), the spec named so in
+    the deployment's spec folder (cloudhop.spec.find_spec); a path given with it must be that file,
+    so no event can point a run at a spec of its choosing."""
+    if not model:
+        if not spec:
+            raise SpecError("give a spec path or a model name")
+        return spec
+    found = find_spec(model)
+    if spec and os.path.realpath(spec) != os.path.realpath(found):
+        raise SpecError(f"model {model!r} is specified by {found}; a different spec path ({spec}) is not "
+                        f"accepted with a model name")
+    return str(found)
+
+
+def check_run_inputs(**inputs: Any) -> None:
+    """Refuse free-text run parameters that carry a credential (an event's payload lands in them);
+    overrides are checked with the spec (cloudhop.spec.parse_spec)."""
+    problems = guard.credential_problems(inputs)
+    if problems:
+        raise SpecError("refused run parameters:\n" + "\n".join(f"  {p}" for p in problems))
+
+
 @task(name="load-spec", **_task)
 def load_spec_task(path: str, overrides: dict[str, Any] | None = None) -> PipelineSpec:
-    return load_spec(path, overrides)
+    """The spec (credentials and unknown overrides refused), reading its store and dataset with the
+    credentials blocks it names."""
+    return load_resolved_spec(path, overrides)
 
 
 @task(name="open-table", **_task)

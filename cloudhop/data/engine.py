@@ -42,7 +42,7 @@ def choose_engine(spec: PipelineSpec, max_pandas_bytes: int | None = None) -> Li
     if d.uri.startswith(BUILTIN_PREFIX):
         return "pandas"
     limit = max_pandas_bytes or int(os.environ.get(PANDAS_MAX_BYTES_ENV) or _physical_memory() // 4)
-    return "dask" if estimate_memory_bytes(d.uri, d.storage_options) > limit else "pandas"
+    return "dask" if estimate_memory_bytes(d.uri, d.fs_options) > limit else "pandas"
 
 
 def open_table(spec: PipelineSpec, engine: Literal["pandas", "dask"] | None = None) -> Table:

@@ -7,7 +7,10 @@
 
 Cluster choice (`dask_client`, `task_runner_options`): the scheduler address in
 `dataset.dask_address`, else the CLOUDHOP_DASK_ADDRESS environment variable, else a
-`distributed.LocalCluster` of worker processes on 127.0.0.1.
+`distributed.LocalCluster` of worker processes on 127.0.0.1. A scheduler that is not on
+loopback is reached over tls:// only, with the `distributed.Security` that dask's own config
+gives (DASK_DISTRIBUTED__COMM__TLS__CA_FILE, __CLIENT__CERT, __CLIENT__KEY or a config file):
+the data and the credentials that read it travel that link.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import os
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
+from cloudhop import guard
 from cloudhop.data.load import DataError
 from cloudhop.spec import PipelineSpec
 
@@ -72,10 +76,29 @@ def run_parts(executor: Executor | None, fn: Callable[..., R], items: Sequence[T
 
 # -- clusters ----------------------------------------------------------------------
 def dask_address(spec: PipelineSpec | None = None) -> str | None:
-    """The scheduler to use: the spec's dataset.dask_address, else CLOUDHOP_DASK_ADDRESS, else None (local)."""
-    if spec is not None and spec.dataset.dask_address:
-        return spec.dataset.dask_address
-    return os.environ.get(ADDRESS_ENV) or None
+    """The scheduler to use: the spec's dataset.dask_address, else CLOUDHOP_DASK_ADDRESS, else None (local).
+    A plain-tcp address off loopback is refused (DataError) before anything connects."""
+    address: str | None = spec.dataset.dask_address if spec is not None else None
+    source = "dataset.dask_address"
+    if not address:
+        address, source = os.environ.get(ADDRESS_ENV) or None, ADDRESS_ENV
+    problem = address and guard.dask_address_problem(address)
+    if problem:
+        raise DataError(f"{source}: {problem}")
+    return address
+
+
+def _security(address: str) -> Any:
+    """The distributed.Security for a tls:// scheduler, from dask's config; None for other schemes."""
+    if not address.lower().startswith("tls://"):
+        return None
+    from distributed import Security
+
+    security: Any = Security()  # its tls_* attributes are set from dask's config at runtime
+    if not (security.tls_ca_file and security.tls_client_cert):
+        raise DataError(f"the Dask scheduler at {address} needs TLS credentials: set "
+                        "DASK_DISTRIBUTED__COMM__TLS__CA_FILE, __CLIENT__CERT and __CLIENT__KEY (or dask's config)")
+    return security
 
 
 def _local_cluster_kwargs(n_workers: int | None, memory_limit: str | int | None,
@@ -105,7 +128,7 @@ def dask_client(spec: PipelineSpec | None = None, *, address: str | None = None,
     addr = address or dask_address(spec)
     if addr:
         try:
-            client = Client(addr, timeout="20s")
+            client = Client(addr, timeout="20s", security=_security(addr))
         except (OSError, TimeoutError) as e:
             raise DataError(f"cannot reach the Dask scheduler at {addr}: {e}") from None
         with client:
@@ -130,6 +153,7 @@ def task_runner_options(spec: PipelineSpec | None = None, *, n_workers: int | No
     PREFECT_API_URL in their own environment)."""
     addr = dask_address(spec)
     if addr:
-        return {"address": addr}
+        security = _security(addr)
+        return {"address": addr, **({"client_kwargs": {"security": security}} if security else {})}
     return {"cluster_class": "distributed.LocalCluster",
             "cluster_kwargs": _local_cluster_kwargs(n_workers, memory_limit, env, preload)}

@@ -95,7 +95,7 @@ def coerce_types(df: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
 
 def load_dataset(spec: PipelineSpec) -> pd.DataFrame:
     d = spec.dataset
-    df = read_table(d.uri, d.format, d.storage_options, d.limit)
+    df = read_table(d.uri, d.format, d.fs_options, d.limit)
     if len(df.columns) == 0:
         raise DataError(f"dataset {d.uri} has no columns")
     return coerce_types(df, spec)

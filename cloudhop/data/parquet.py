@@ -40,7 +40,7 @@ class Partition:
     row_groups: tuple[int, ...]
     first_row: int
     rows: int
-    storage_options: tuple[tuple[str, Any], ...] = ()
+    storage_options: tuple[tuple[str, Any], ...] = field(default=(), repr=False)  # may hold credentials
     pandas_metadata: bytes | None = field(default=None, repr=False)
     widen: tuple[str, ...] = ()                       # int -> float64, bool -> object (nulls elsewhere)
     time_column: str | None = None
@@ -309,7 +309,7 @@ def open_parquet(spec: PipelineSpec, partition_bytes: int = PARTITION_BYTES) -> 
     d = spec.dataset
     if d.format == "csv":
         raise DataError(f"dataset {d.uri}: the dask engine reads Parquet (format is csv)")
-    return open_dataset(d.uri, d.storage_options, time_column=spec.split.time_column, limit=d.limit,
+    return open_dataset(d.uri, d.fs_options, time_column=spec.split.time_column, limit=d.limit,
                         partition_bytes=partition_bytes)
 
 

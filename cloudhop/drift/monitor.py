@@ -240,7 +240,6 @@ class MonitorResult:
     cooldown_until: datetime | None = None
     reference: str = ""
     report: str | None = None       # URL of the HTML report in the store
-    spec: str = ""
     retrain_window: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     report_only: bool = False       # drift is reported with cloudhop.drift.checked: nothing acts on it
@@ -270,7 +269,6 @@ class MonitorResult:
             "performance": None if self.performance is None else self.performance.to_dict(),
             "cooldown_until": None if self.cooldown_until is None else self.cooldown_until.isoformat(),
             "report": self.report,
-            "spec": self.spec,
             "retrain_window": self.retrain_window,
             "notes": self.notes,
         }

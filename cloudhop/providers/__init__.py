@@ -18,7 +18,7 @@ from cloudhop.providers.base import (CredentialsBlock, ManifestKind, ObjectBacke
                                      ProviderError, missing_extra, set_default)
 
 __all__ = ["Provider", "ObjectBackend", "PoolType", "ManifestKind", "CredentialsBlock", "ProviderError", "names", "get",
-           "pool_type", "pool_type_names", "manifest_kind", "manifest_kind_names", "for_protocol",
+           "pool_type", "pool_type_names", "manifest_kind", "manifest_kind_names", "for_protocol", "credentials_for",
            "missing_extra", "set_default"]
 
 
@@ -72,3 +72,15 @@ def manifest_kind_names() -> list[str]:
 def for_protocol(protocol: str) -> Provider | None:
     """The provider giving object-store `protocol` its writes (None: that protocol has none)."""
     return next((p for p in _all() if protocol in p.store_protocols), None)
+
+
+_PROTOCOL_ALIASES = {"gcs": "gs", "abfs": "az", "abfss": "az"}
+
+
+def credentials_for(uri: str) -> CredentialsBlock | None:
+    """The credentials block type that opens `uri` (its protocol) as a store or a dataset; None
+    where no provider's does, such as a local path."""
+    protocol = uri.split("://", 1)[0].lower() if "://" in uri else "file"
+    protocol = _PROTOCOL_ALIASES.get(protocol, protocol)
+    return next((p.credentials for p in _all()
+                 if p.credentials is not None and protocol in p.credentials.protocols), None)

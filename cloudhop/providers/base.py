@@ -43,10 +43,14 @@ class ManifestKind:
 
 @dataclass(frozen=True)
 class CredentialsBlock:
-    """The Prefect block type a target's `options.credentials` names, as data: the tasks layer loads
-    the block and hands its fields (secrets revealed, plain values) to `to_secrets`."""
+    """The Prefect block type a target's `options.credentials` (and a spec's `store_credentials` or
+    `dataset.credentials` for a URI of one of `protocols`) names, as data: the tasks layer loads the
+    block and hands its fields (secrets revealed, plain values) to `to_secrets`, or for a store or
+    dataset to `to_storage_options`."""
     block_class: str  # "module:Class", e.g. prefect_aws:AwsCredentials
     to_secrets: Callable[[dict[str, Any]], dict[str, Any]]  # block fields -> the target's `secrets`
+    protocols: tuple[str, ...] = ()  # fsspec protocols these credentials open (s3, gs, az)
+    to_storage_options: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # block fields -> fsspec options
 
 
 def encryption_setting(encryption: Mapping[str, Any] | None, name: str, store: str, example: str) -> str | None:

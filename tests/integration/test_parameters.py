@@ -100,3 +100,4 @@ def test_drift_trigger_and_one_retrain_at_a_time(deployed):
     (action,) = a.actions
     assert action.deployment_id == retrain.id
     assert set(action.parameters) == {"spec", "model", "reason", "window"}
+    assert action.parameters["spec"] is None  # an event names a model; its payload gives no spec path

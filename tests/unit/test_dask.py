@@ -149,10 +149,10 @@ def test_cluster_choice(monkeypatch):
                                       "host": "127.0.0.1", "dashboard_address": None, "memory_limit": "1GiB",
                                       "env": {"PREFECT_API_URL": "http://h/api"},
                                       "preload": ["cloudhop.validation._gx"]}
-    monkeypatch.setenv(ADDRESS_ENV, "tcp://10.0.0.5:8786")
-    assert dask_address(spec) == "tcp://10.0.0.5:8786"
-    assert task_runner_options(spec) == {"address": "tcp://10.0.0.5:8786"}
-    assert dask_address(spec_for("x", dask_address="tcp://sched:8786")) == "tcp://sched:8786"  # the spec wins
+    monkeypatch.setenv(ADDRESS_ENV, "tcp://127.0.0.1:8786")  # a remote one needs tls:// (tests/security)
+    assert dask_address(spec) == "tcp://127.0.0.1:8786"
+    assert task_runner_options(spec) == {"address": "tcp://127.0.0.1:8786"}
+    assert dask_address(spec_for("x", dask_address="tcp://localhost:8787")) == "tcp://localhost:8787"  # the spec wins
 
 
 # -- validation ------------------------------------------------------------------------

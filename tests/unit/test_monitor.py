@@ -219,14 +219,14 @@ def test_event_for_real_drift_and_for_none():
         d = drift_report(ref, mon.normalize(cur, CAT, NUM, "log"), numeric=NUM, categorical=CAT, threshold=0.3,
                          sample_size=1000, seed=0, html=False)
         status = mon.decide(len(cur), 200, d, None, end, None)
-        r = mon.MonitorResult("toy", "4", start, end, len(cur), status, 0.3, drift=d, spec="/s.yaml",
+        r = mon.MonitorResult("toy", "4", start, end, len(cur), status, 0.3, drift=d,
                               retrain_window=window)
         name, resource, payload = r.event()
         assert name == want
         assert resource["prefect.resource.id"] == "cloudhop.model.toy" and resource["cloudhop.model.version"] == "4"
         assert payload["window"] == {"start": "2026-05-01T11:00:00+00:00", "end": "2026-05-01T12:00:00+00:00"}
         assert payload["sample_size"] == 1000 and payload["current_rows"] == 1000 and payload["seed"] == 0
-        assert payload["spec"] == "/s.yaml" and payload["retrain_window"] == window
+        assert "spec" not in payload and payload["retrain_window"] == window  # an event names a model, no path
         json.dumps(payload)  # an event payload must be JSON
         if want == mon.EVENT_DETECTED:
             assert set(payload["drifted_columns"]) == {"x", "h"} and payload["share"] == pytest.approx(2 / 3, abs=1e-3)

@@ -67,9 +67,11 @@ def test_encoding_must_fit_the_type():
 
 
 def test_overrides_use_dotted_keys():
-    s = parse_spec(BASE, overrides={"model.max_epochs": 1, "dataset.limit": 100, "store": "/tmp/x"})
-    assert s.model.max_epochs == 1 and s.dataset.limit == 100 and s.store == "/tmp/x"
+    s = parse_spec(BASE, overrides={"model.max_epochs": 1, "dataset.limit": 100, "split": {"holdout_end": "2013-12-31"}})
+    assert s.model.max_epochs == 1 and s.dataset.limit == 100 and s.split.holdout_end.year == 2013
     assert s.model.batch_size == BASE["model"]["batch_size"]
+    with pytest.raises(SpecError, match=r"overrides\.store: cannot be overridden in a run"):
+        parse_spec(BASE, overrides={"model.max_epochs": 1, "store": "/tmp/x"})  # stores come from the spec file only
 
 
 def test_bad_yaml_and_missing_file(tmp_path):

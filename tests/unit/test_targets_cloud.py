@@ -69,11 +69,11 @@ def test_the_example_targets_parse_and_build():
 
     import yaml
 
-    from cloudhop.spec import load_spec
+    from cloudhop.spec import parse_spec
 
     root = Path(__file__).resolve().parents[2]
     example = yaml.safe_load((root / "deployments/serving/targets.example.yaml").read_text())["targets"]
-    spec = load_spec(root / "specs/flights.yaml", {"targets": example})
+    spec = parse_spec({**yaml.safe_load((root / "specs/flights.yaml").read_text()), "targets": example})
     assert {t.kind for t in spec.targets} == {"local", "aws", "gcp", "azure", "coreweave"}
     for t in spec.targets:
         if t.kind in ("aws", "coreweave"):  # gcp/azure clients need cloud credentials to construct

@@ -26,7 +26,7 @@ from cloudhop.targets.cloud import CloudTarget, Endpoint, check_options, descrip
 from cloudhop.targets.description import ServingDescription, version_of
 from cloudhop.targets.manifests import render_kind
 
-__all__ = ["AwsTarget", "EcsService", "from_spec", "secrets_from_block"]
+__all__ = ["AwsTarget", "EcsService", "from_spec", "secrets_from_block", "storage_options_from_block"]
 
 OPTIONS = {"store", "endpoint", "cluster", "service", "region", "endpoint_url", "credentials", "admin_token_secret",
            "description", "image", "execution_role_arn", "task_role_arn", "subnets", "security_groups",
@@ -39,6 +39,12 @@ def secrets_from_block(block: dict[str, Any]) -> dict[str, Any]:
             "aws_secret_access_key": block.get("aws_secret_access_key"),
             "aws_session_token": block.get("aws_session_token"), "region_name": block.get("region_name"),
             "endpoint_url": (block.get("aws_client_parameters") or {}).get("endpoint_url")}
+
+
+def storage_options_from_block(block: dict[str, Any]) -> dict[str, Any]:
+    """s3fs options for a store or dataset from an AwsCredentials block's fields (keys, region, endpoint)."""
+    secrets = secrets_from_block(block)
+    return s3_options(secrets, secrets["region_name"], secrets["endpoint_url"])
 
 
 class EcsService:

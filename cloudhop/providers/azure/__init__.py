@@ -4,7 +4,7 @@ SDKs: the `azure` extra (azure-storage-blob, azure-mgmt-appcontainers, azure-ide
 prefect-kubernetes)."""
 from cloudhop.providers.azure.manifests import CONTAINER_APP
 from cloudhop.providers.azure.store import BlobObjects
-from cloudhop.providers.azure.target import from_spec, secrets_from_block
+from cloudhop.providers.azure.target import from_spec, secrets_from_block, storage_options_from_block
 from cloudhop.providers.base import CredentialsBlock, PoolType, Provider
 from cloudhop.providers.kubernetes import KUBERNETES
 
@@ -15,5 +15,6 @@ PROVIDER = Provider(
     pool_types=(KUBERNETES, PoolType("azure-container-instance",
                                      worker="prefect_azure.workers.container_instance:AzureContainerWorker")),
     manifests=(CONTAINER_APP,),
-    credentials=CredentialsBlock("prefect_azure:AzureBlobStorageCredentials", secrets_from_block),
+    credentials=CredentialsBlock("prefect_azure:AzureBlobStorageCredentials", secrets_from_block,
+                                 protocols=("az",), to_storage_options=storage_options_from_block),
     store_protocols=("az",), store_backend=BlobObjects)

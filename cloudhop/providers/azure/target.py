@@ -21,6 +21,7 @@ the rendered, schema-checked app and the gitops path; `ContainerApps` is a thin 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from cloudhop.providers.azure.manifests import CONTAINER_APP
 from cloudhop.store import Store
@@ -30,7 +31,8 @@ from cloudhop.targets.cloud import (CloudTarget, Endpoint, check_options, descri
 from cloudhop.targets.description import version_of
 from cloudhop.targets.manifests import render_kind
 
-__all__ = ["AzureTarget", "ContainerApps", "from_spec", "blob_options", "secrets_from_block"]
+__all__ = ["AzureTarget", "ContainerApps", "from_spec", "blob_options", "secrets_from_block",
+           "storage_options_from_block"]
 
 OPTIONS = {"store", "account_name", "endpoint", "subscription_id", "resource_group", "location", "environment_id",
            "control", "manifests", "credentials", "admin_token_secret", "description", "image", "service",
@@ -54,6 +56,13 @@ def blob_options(secrets: dict[str, Any], account_name: str | None) -> dict[str,
 def secrets_from_block(block: dict[str, Any]) -> dict[str, Any]:
     """A target's secrets from an AzureBlobStorageCredentials block's fields."""
     return {k: block.get(k) for k in ("connection_string", "client_id", "tenant_id", "client_secret")}
+
+
+def storage_options_from_block(block: dict[str, Any]) -> dict[str, Any]:
+    """adlfs options for a store or dataset from an AzureBlobStorageCredentials block's fields: its
+    connection string, else its account URL's account with DefaultAzureCredential."""
+    account = urlsplit(block.get("account_url") or "").hostname
+    return blob_options(secrets_from_block(block), account.split(".", 1)[0] if account else None)
 
 
 class ContainerApps:

@@ -31,7 +31,7 @@ from cloudhop.targets.cloud import (CloudTarget, Endpoint, check_options, descri
 from cloudhop.targets.description import version_of
 from cloudhop.targets.manifests import render_kind
 
-__all__ = ["GcpTarget", "CloudRunService", "from_spec", "gcs_options", "secrets_from_block"]
+__all__ = ["GcpTarget", "CloudRunService", "from_spec", "gcs_options", "secrets_from_block", "storage_options_from_block"]
 
 OPTIONS = {"store", "endpoint", "project", "region", "control", "manifests", "service_account", "credentials",
            "admin_token_secret", "description", "image", "service", "hot_swap", "endpoint_url"}
@@ -57,6 +57,12 @@ def secrets_from_block(block: dict[str, Any]) -> dict[str, Any]:
     if not info and block.get("service_account_file"):
         info = json.loads(Path(block["service_account_file"]).read_text())
     return {"service_account_info": info or None, "project": block.get("project")}
+
+
+def storage_options_from_block(block: dict[str, Any]) -> dict[str, Any]:
+    """gcsfs options for a store or dataset from a GcpCredentials block's fields."""
+    secrets = secrets_from_block(block)
+    return gcs_options(secrets, secrets["project"], None)
 
 
 def _credentials(secrets: dict[str, Any]):

@@ -231,10 +231,11 @@ def from_spec(spec_target: Any, spec: Any, secrets: dict[str, Any] | None = None
     """A LocalTarget from a ServingTargetSpec (options: port, host, state_dir, start_timeout, server_args).
 
     `secrets` is accepted like every provider's target factory takes it, and unused: the local
-    server reads the pipeline's own store and needs no credentials block."""
+    server reads the pipeline's own store, with the spec's store options and the credentials the
+    tasks layer resolved from `store_credentials` (handed to the server process in its environment)."""
     unknown = set(spec_target.options) - _OPTIONS
     if unknown:
         raise TargetError(f"targets.{spec_target.name}.options: unknown option(s) {sorted(unknown)} for a local "
                           f"target; known: {sorted(_OPTIONS)}")
-    return LocalTarget(spec_target.name, spec.store, spec.name, store_options=spec.store_options,
+    return LocalTarget(spec_target.name, spec.store, spec.name, store_options=spec.store_fs_options,
                        **spec_target.options)
