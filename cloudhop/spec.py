@@ -199,6 +199,27 @@ class PipelineSpec(_Strict):
             raise ValueError("targets: names must be unique")
         return self
 
+    @model_validator(mode="after")
+    def _store_reachable_from_pools(self):
+        """Training on work pools hands checkpoints and results back through the store: a folder of
+        this machine only works when every pool of the catalog's allowed clouds is a process pool here."""
+        if self.compute.mode != "pools" or ("://" in self.store and not self.store.startswith("file://")):
+            return self
+        try:
+            clouds = yaml.safe_load(Path(self.compute.catalog).read_text())["clouds"]
+            pools = [(p["name"], p["type"]) for name, c in clouds.items()
+                     if c.get("enabled", True) and (self.compute.clouds is None or name in self.compute.clouds)
+                     for p in c["work_pools"]]
+        except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+            return self  # the catalog's own problems are reported when it is loaded
+        remote = [f"{name} ({kind})" for name, kind in pools if kind != "process"]
+        if remote:
+            raise ValueError(f"store {self.store!r} is a folder of this machine, but compute.mode is pools and "
+                             f"the work pools {', '.join(remote)} run outside this machine's file system (in a "
+                             f"container or a cloud job): their checkpoints and results could not come back. Use an object "
+                             f"store every pool reaches (store: s3://..., gs://..., az://...) or only process pools")
+        return self
+
     # -- derived views -------------------------------------------------------
     @property
     def features(self) -> list[str]:

@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 
 from cloudhop import pipeline
 from cloudhop.data import VALIDATION_PRELOAD, DaskExecutor, Executor, Table, executor_for
-from cloudhop.spec import PipelineSpec, load_spec
+from cloudhop.spec import PipelineSpec, load_spec, parse_spec
 
 __all__ = ["load_spec_task", "load_data_task", "validate_task", "report_validation", "split_task", "train_task",
            "evaluate_task", "drift_task", "register_task", "smoke_task"]
@@ -40,8 +40,12 @@ def _key(text: str) -> str:
 
 
 @task(name="load-spec", **_task)
-def load_spec_task(path: str, overrides: dict[str, Any] | None = None) -> PipelineSpec:
-    return load_spec(path, overrides)
+def load_spec_task(spec: str | dict[str, Any], overrides: dict[str, Any] | None = None) -> PipelineSpec:
+    """A spec from a YAML file, or from its content (what `retrain` hands a training run: a run
+    in a container or on a cloud cannot read a file of the machine that submitted it)."""
+    if isinstance(spec, dict):
+        return parse_spec(spec, "(passed as content)", overrides)
+    return load_spec(spec, overrides)
 
 
 @task(name="open-table", **_task)
