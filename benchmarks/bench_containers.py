@@ -71,10 +71,11 @@ def run_retrain(path: str) -> tuple[threading.Thread, dict]:
     return t, out
 
 
-def first_beat(store, name: str, cloud: str, timeout: float = 600) -> float:
-    """When the first heartbeat of `cloud` under the run `name` appeared (polled every 0.1 s)."""
+def first_beat(store, name: str, cloud: str, retrain: threading.Thread, timeout: float = 600) -> float:
+    """When the first heartbeat of `cloud` under the run `name` appeared (polled every 0.1 s);
+    raises as soon as the retrain ended without one."""
     deadline = time.time() + timeout
-    while time.time() < deadline:
+    while time.time() < deadline and retrain.is_alive():
         if store.fs.glob(f"{BUCKET}/{name}/runs/*/*/training/heartbeat-{cloud}-*.json"):
             return time.time()
         time.sleep(0.1)
@@ -90,7 +91,7 @@ def submitted_at(summary: dict, index: int = 0) -> float:
 
 def time_to_running(tmp: Path, ctx: dict, name: str, cloud: str) -> float:
     th, out = run_retrain(write_spec(tmp, ctx, name, [cloud]))
-    beat = first_beat(ctx["store"], name, cloud)
+    beat = first_beat(ctx["store"], name, cloud, th)
     th.join()
     assert "error" not in out, out.get("error")
     return beat - submitted_at(out["summary"])
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             engine.podman("kill", box)
             ckpts = store.fs.glob(f"{BUCKET}/killed/checkpoints/**/step-*.pt")
             newest = max(int(p.rsplit("step-", 1)[1].split(".")[0]) for p in ckpts)
-            resumed_at = first_beat(store, "killed", "container-b") - t_kill
+            resumed_at = first_beat(store, "killed", "container-b", th) - t_kill
             th.join()
             assert "error" not in out, out.get("error")
             info = out["summary"]["training"]
