@@ -30,7 +30,7 @@ import yaml  # noqa: E402
 
 from ops.deploy import deploy_project  # noqa: E402
 from ops.localserver import prefect_env, temporary_server  # noqa: E402
-from ops.workers import Workers  # noqa: E402
+from ops.workers import Workers, process_catalog  # noqa: E402
 
 START_TIMEOUT, HEARTBEAT_TIMEOUT, CHECKPOINT_EVERY = 15.0, 8.0, 20
 
@@ -41,7 +41,7 @@ def write_spec(tmp: Path, data: Path, name: str) -> str:
     spec["store"] = str(tmp / f"store-{name}")
     spec["model"].update(hidden=[1024, 1024], batch_size=256, max_epochs=4, patience=4,
                          checkpoint_every=CHECKPOINT_EVERY)
-    spec["compute"] = {"mode": "pools", "catalog": str(ROOT / "deployments/clouds.yaml"),
+    spec["compute"] = {"mode": "pools", "catalog": str(process_catalog(tmp / "clouds.yaml")),
                        "clouds": ["coreweave", "gcp"], "gpu_type": "A100",
                        "failover": {"retries": 0, "start_timeout_s": START_TIMEOUT, "startup_timeout_s": 300,
                                     "heartbeat_timeout_s": HEARTBEAT_TIMEOUT},

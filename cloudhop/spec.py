@@ -2,6 +2,9 @@
 
 Loaded from YAML and validated with pydantic; any problem becomes one SpecError that
 names the file, the field path and what is wrong.
+
+Over 400 lines on purpose: the whole schema (every section's model and its cross-field checks)
+reads in one place, which is where a user looks up what a spec may say.
 """
 from __future__ import annotations
 
@@ -270,6 +273,27 @@ class PipelineSpec(_Strict):
     def manifest_copy(self) -> dict[str, Any]:
         """The spec as a manifest records it: plain data, every option value redacted."""
         return guard.redact_options(self.model_dump(mode="json"))
+
+    @model_validator(mode="after")
+    def _store_reachable_from_pools(self):
+        """Training on work pools hands checkpoints and results back through the store: a folder of
+        this machine only works when every pool of the catalog's allowed clouds is a process pool here."""
+        if self.compute.mode != "pools" or ("://" in self.store and not self.store.startswith("file://")):
+            return self
+        try:
+            clouds = yaml.safe_load(Path(self.compute.catalog).read_text())["clouds"]
+            pools = [(p["name"], p["type"]) for name, c in clouds.items()
+                     if c.get("enabled", True) and (self.compute.clouds is None or name in self.compute.clouds)
+                     for p in c["work_pools"]]
+        except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+            return self  # the catalog's own problems are reported when it is loaded
+        remote = [f"{name} ({kind})" for name, kind in pools if kind != "process"]
+        if remote:
+            raise ValueError(f"store {self.store!r} is a folder of this machine, but compute.mode is pools and "
+                             f"the work pools {', '.join(remote)} run outside this machine's file system (in a "
+                             f"container or a cloud job): their checkpoints and results could not come back. Use an object "
+                             f"store every pool reaches (store: s3://..., gs://..., az://...) or only process pools")
+        return self
 
     # -- derived views -------------------------------------------------------
     @property

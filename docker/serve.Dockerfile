@@ -9,7 +9,12 @@
 # The per-cloud manifests (deployments/serving/generated/, from deployments/serving/serving.yaml)
 # run it with the full command line; the store credentials come from the cloud identity
 # (IAM task role, GCP service account, Azure managed identity) or secret env, never the image.
-FROM python:3.11-slim
+#
+# BASE_IMAGE: any image with Python 3.11+ and `python -m pip` (`python -m ops.images build` uses
+# a local Debian base where python:3.11-slim cannot be pulled). A CA bundle for pip, where TLS is
+# intercepted, comes as a build secret and stays out of every layer: --secret id=ca,src=FILE.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -21,7 +26,9 @@ WORKDIR /opt/cloudhop
 
 # What `python -m cloudhop.serving` imports, and only that (checked below by importing it).
 COPY constraints.txt ./
-RUN python -m pip install -c constraints.txt \
+RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+ && python -m pip install -c constraints.txt \
         "numpy>=1.26,<2.7" "pandas>=2.2,<3.1" "pyarrow>=15" "onnxruntime>=1.20" \
         "starlette>=0.40" "uvicorn>=0.30" "orjson>=3.9" "prometheus-client>=0.20" "httpx>=0.27" \
         "fsspec>=2024.6" "s3fs>=2024.6" "gcsfs>=2024.6" "adlfs>=2024.7" "pyyaml>=6" "pydantic>=2.10,<3"
@@ -29,7 +36,9 @@ RUN python -m pip install -c constraints.txt \
 # Only the library; installed without its training/orchestration dependencies.
 COPY pyproject.toml README.md ./
 COPY cloudhop ./cloudhop
-RUN python -m pip install --no-deps . \
+RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+ && python -m pip install --no-deps . \
  && python -c "import cloudhop.serving.app, cloudhop.serving.__main__" \
  && groupadd --gid 1000 cloudhop \
  && useradd --create-home --uid 1000 --gid 1000 cloudhop

@@ -4,6 +4,12 @@
 #   docker build -f docker/train.Dockerfile -t ghcr.io/cloudhop/train:latest .
 #   docker build -f docker/train.Dockerfile --build-arg BASE_IMAGE=pytorch/pytorch:<tag> ...
 #
+# torch: the base image's CUDA build is kept, unless .build/wheels/ holds a torch wheel, which
+# is installed instead (`python -m ops.images build` puts this machine's CPU wheel there and
+# builds on python:3.11-slim or a local Debian base). The folder must exist; empty is fine:
+# `mkdir -p .build/wheels` before a plain `docker build`. A CA bundle for pip, where TLS is
+# intercepted, comes as a build secret and stays out of every layer: --secret id=ca,src=FILE.
+#
 # Prefect workers start it with their own command (`prefect flow-run execute`, the default
 # here); the code sits in /opt/cloudhop, so deployments pull with set_working_directory there.
 # The same image can run a worker: docker run IMAGE prefect worker start --pool coreweave-gpu
@@ -25,14 +31,18 @@ WORKDIR /opt/cloudhop
 RUN python -c "import sys; assert sys.version_info >= (3, 11), 'base image has Python ' + sys.version"
 
 # Dependencies first, so a source change does not reinstall them: the core and every cloud
-# provider's extra (one image serves every pool). The base image's CUDA build of torch is kept:
-# the torch pin in constraints.txt is for CPU installs and is dropped here.
+# provider's extra (one image serves every pool). The base image's CUDA build of torch is kept
+# (or the wheel of .build/wheels/ installed): the torch pin in constraints.txt is dropped here.
 COPY pyproject.toml constraints.txt ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
+    --mount=type=bind,source=.build/wheels,target=/tmp/wheels \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+ && python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 print('\n'.join(p['dependencies'] + [r for e in ('aws', 'gcp', 'azure', 'coreweave') \
                                       for r in p['optional-dependencies'][e]]))" \
         > /tmp/requirements.txt \
  && grep -v '^torch' constraints.txt > /tmp/constraints.txt \
+ && if ls /tmp/wheels/torch-*.whl >/dev/null 2>&1; then python -m pip install /tmp/wheels/torch-*.whl; fi \
  && python -m pip install -c /tmp/constraints.txt -r /tmp/requirements.txt \
  && python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 
@@ -42,7 +52,9 @@ COPY flows ./flows
 COPY tasks ./tasks
 COPY specs ./specs
 COPY deployments ./deployments
-RUN python -m pip install --no-deps . \
+RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+ && python -m pip install --no-deps . \
  && python -c "import cloudhop, flows, tasks, prefect, torch" \
  && groupadd --gid 1000 cloudhop \
  && useradd --create-home --uid 1000 --gid 1000 cloudhop \

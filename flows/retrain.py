@@ -93,7 +93,7 @@ def retrain(
     attempts = placement = None
     if s.compute.mode == "pools":
         placement = place_task(s, data_bytes)
-        trained, attempts = train_with_failover_task(s, spec, ov or None, placement, str(flow_run.get_id() or "adhoc"))
+        trained, attempts = train_with_failover_task(s, placement, str(flow_run.get_id() or "adhoc"))
     else:
         trained = train_task(s, windows, fp)
     evaluation = evaluate_task(s, windows, trained, registry)
@@ -144,13 +144,25 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import os
 
+    import yaml
+
     p = argparse.ArgumentParser(description="run the retrain flow once, in this process, against PREFECT_API_URL")
     p.add_argument("--spec", default="specs/flights.yaml")
     p.add_argument("--max-epochs", type=int)
     p.add_argument("--limit", type=int, help="read only the first N rows")
     p.add_argument("--no-deploy", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec field by its dotted key, the value read as YAML "
+                        "(e.g. --set compute.mode=pools --set 'compute.clouds=[container]')")
     a = p.parse_args(argv)
-    s = retrain(spec=a.spec, max_epochs=a.max_epochs, dataset_limit=a.limit, deploy=not a.no_deploy)
+    overrides = {}
+    for item in a.set:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            p.error(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
+    s = retrain(spec=a.spec, max_epochs=a.max_epochs, dataset_limit=a.limit, deploy=not a.no_deploy,
+                overrides=overrides or None)
     api = os.environ.get("PREFECT_API_URL", "")
     ui = api[: -len("/api")] if api.endswith("/api") else api
     m = s["metrics"]

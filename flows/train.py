@@ -14,12 +14,13 @@ from tasks.pipeline import load_spec_task, open_table_task, run_executor, split_
 
 
 @flow(name="train", log_prints=True)
-def train(spec: str = "specs/flights.yaml", overrides: dict | None = None, run_key: str = "adhoc",
+def train(spec: str | dict = "specs/flights.yaml", overrides: dict | None = None, run_key: str = "adhoc",
           cloud: str = "local", attempt: int = 1) -> dict:
     """Train the spec's model on this worker's cloud.
 
     Args:
-        spec: Path to the pipeline spec (YAML), as the worker sees it.
+        spec: The pipeline spec's content (what retrain passes), or the path of a YAML spec
+            as the worker sees it.
         overrides: Spec fields to override, as dotted keys (only cloudhop.guard.OVERRIDABLE ones).
         run_key: Names this training in the store (retrain passes its flow run id).
         cloud: The cloud this deployment's work pool belongs to.

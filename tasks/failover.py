@@ -126,8 +126,9 @@ def _emit(spec: PipelineSpec, attempt: Attempt) -> None:
 
 
 @task(name="train-with-failover", cache_policy=NO_CACHE, persist_result=False)
-def train_with_failover_task(spec: PipelineSpec, spec_path: str, overrides: dict | None, placement: Placement,
-                             run_key: str):
+def train_with_failover_task(spec: PipelineSpec, placement: Placement, run_key: str):
+    """Train on the placement's clouds in order. The run gets the spec by content (overrides
+    applied), never a path: a container or a cloud job cannot read this machine's files."""
     logger = get_run_logger()
     f = spec.compute.failover
     store = open_registry(spec).store
@@ -138,7 +139,7 @@ def train_with_failover_task(spec: PipelineSpec, spec_path: str, overrides: dict
         candidate = placement.candidate(cloud)
         fr = run_deployment(deployment_name(candidate.pool or cloud), timeout=0, as_subflow=True,
                             job_variables=candidate.job_variables or None,
-                            parameters={"spec": spec_path, "overrides": overrides, "run_key": run_key,
+                            parameters={"spec": spec.model_dump(mode="json"), "run_key": run_key,
                                         "cloud": cloud, "attempt": number},
                             tags=[TRAIN_TAG, cloud_tag(cloud)], flow_run_name=f"train-{cloud}-{number}")
         with get_client(sync_client=True) as client:

@@ -22,8 +22,8 @@ from prefect.runtime import flow_run
 from cloudhop import guard, pipeline
 from cloudhop.data import VALIDATION_PRELOAD, DaskExecutor, Executor, Table, executor_for
 from cloudhop.registry.signing import load_private_key
-from cloudhop.spec import PipelineSpec, SpecError, find_spec
-from tasks.credentials import load_resolved_spec
+from cloudhop.spec import PipelineSpec, SpecError, find_spec, parse_spec
+from tasks.credentials import load_resolved_spec, resolve_spec
 
 __all__ = ["spec_for_run", "check_run_inputs", "load_spec_task", "load_data_task", "validate_task",
            "report_validation", "split_task", "train_task",
@@ -66,10 +66,13 @@ def check_run_inputs(**inputs: Any) -> None:
 
 
 @task(name="load-spec", **_task)
-def load_spec_task(path: str, overrides: dict[str, Any] | None = None) -> PipelineSpec:
-    """The spec (credentials and unknown overrides refused), reading its store and dataset with the
-    credentials blocks it names."""
-    return load_resolved_spec(path, overrides)
+def load_spec_task(spec: str | dict[str, Any], overrides: dict[str, Any] | None = None) -> PipelineSpec:
+    """A spec from a YAML file, or from its content (what `retrain` hands a training run: a run
+    in a container or on a cloud cannot read a file of the machine that submitted it); credentials
+    and unknown overrides refused, its store and dataset read with the credentials blocks it names."""
+    if isinstance(spec, dict):
+        return resolve_spec(parse_spec(spec, "(passed as content)", overrides))
+    return load_resolved_spec(spec, overrides)
 
 
 @task(name="open-table", **_task)

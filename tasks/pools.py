@@ -40,10 +40,10 @@ def worker_default_template(pool_type: str) -> dict[str, Any]:
 def desired_pools(catalog: Catalog, templates: dict[str, dict[str, Any]] | None = None,
                   local: bool = False) -> list[DesiredPool]:
     """Every enabled cloud's pools. `templates` (pool -> committed JSON) is used as is;
-    with `local` each pool is a process pool of the same name."""
+    with `local` each pool whose jobs cannot run on this machine is a process pool of the same name."""
     out = []
     for cloud, pool in catalog.pools():
-        if local and pool.type != "process":
+        if local and not providers.pool_type(pool.type).runs_here:
             ptype = "process"
             template = build_template(catalog, pool.name, worker_default_template("process"), local=True)
         else:

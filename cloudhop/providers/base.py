@@ -30,6 +30,7 @@ class PoolType:
     worker: str  # "module:Class" of the Prefect worker (imported by the tasks layer, never here)
     patch: Callable[[dict[str, Any], Any], None] | None = None  # (template, catalog Cloud) -> None, in place
     gpu_variables: Callable[[int], dict[str, Any]] | None = None  # job variables asking for N GPUs
+    runs_here: bool = False  # its worker runs jobs on this machine: `flows.pools apply --local` keeps the type
 
 
 @dataclass(frozen=True)

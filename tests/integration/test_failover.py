@@ -22,7 +22,7 @@ from cloudhop.store import Store
 from ops.deploy import deploy_project
 from ops.localserver import prefect_env
 from ops.procs import ROOT
-from ops.workers import Workers
+from ops.workers import Workers, process_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ def setup(prefect_api_url, tmp_path_factory):
     data = root / "flights.parquet"
     flights_table().iloc[::12].reset_index(drop=True).to_parquet(data)
     workers = Workers(prefect_api_url, root, {"coreweave": "coreweave-gpu", "gcp": "gcp-gpu"})
-    yield {"root": root, "data": data, "workers": workers}
+    yield {"root": root, "data": data, "workers": workers, "catalog": process_catalog(root / "clouds.yaml")}
     workers.stop_all()
 
 
@@ -46,7 +46,7 @@ def write_spec(setup, name: str, *, model: dict | None = None, compute: dict | N
     spec["store"] = str(setup["root"] / f"store-{name}")
     spec["model"].update({"max_epochs": 2, "checkpoint_every": 25, "hidden": [32, 16], "batch_size": 256,
                           **(model or {})})
-    spec["compute"] = {"mode": "pools", "catalog": str(ROOT / "deployments/clouds.yaml"),
+    spec["compute"] = {"mode": "pools", "catalog": str(setup["catalog"]),
                        "clouds": [FIRST, SECOND], "gpu_type": "A100",
                        "failover": {"retries": 0, "backoff_seconds": 1, "start_timeout_s": 20,
                                     "startup_timeout_s": 180, "heartbeat_timeout_s": 8},

@@ -22,12 +22,13 @@ SDKS: dict[str, set[str]] = {
     "google": {"gcp"}, "gcsfs": {"gcp"}, "prefect_gcp": set(),
     "azure": {"azure"}, "adlfs": {"azure"}, "prefect_azure": set(),
     "kubernetes": {"coreweave"}, "kubernetes_validate": {"coreweave"}, "prefect_kubernetes": set(),
+    "docker": {"container"}, "prefect_docker": set(),
 }
 NEVER = {"prefect", "flows", "tasks"}
 # what the no-SDK interpreter refuses (google.cloud: other google.* packages such as protobuf are
 # not cloud SDKs and come with onnx)
 BLOCKED = ["boto3", "botocore", "google.cloud", "azure", "kubernetes", "kubernetes_validate", "s3fs", "gcsfs",
-           "adlfs", "prefect_aws", "prefect_gcp", "prefect_azure", "prefect_kubernetes"]
+           "adlfs", "prefect_aws", "prefect_gcp", "prefect_azure", "prefect_kubernetes", "docker", "prefect_docker"]
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

@@ -19,10 +19,11 @@ def minimal() -> dict:
 
 def test_shipped_catalog_loads_with_every_cloud_and_pool():
     cat = load_catalog(SHIPPED)
-    assert set(cat.clouds) == {"coreweave", "aws", "gcp", "azure", "local"}
+    assert set(cat.clouds) == {"coreweave", "aws", "gcp", "azure", "local", "container", "container-b"}
     pools = {p.name: p.type for _, p in cat.pools(enabled_only=False)}
     assert pools == {"coreweave-gpu": "kubernetes", "aws-gpu": "ecs", "gcp-gpu": "vertex-ai",
-                     "azure-gpu": "kubernetes", "azure-cpu": "azure-container-instance", "local": "process"}
+                     "azure-gpu": "kubernetes", "azure-cpu": "azure-container-instance", "local": "process",
+                     "docker": "docker", "docker-b": "docker"}
     for cloud in cat.clouds.values():
         assert cloud.prices_as_of.year >= 2024
         assert cloud.offers

@@ -15,7 +15,7 @@ FOLDER = ROOT / "deployments" / "work-pools"
 @pytest.fixture(scope="module")
 def defaults():
     return {t: worker_default_template(t)
-            for t in ("kubernetes", "ecs", "vertex-ai", "azure-container-instance", "process")}
+            for t in ("kubernetes", "ecs", "vertex-ai", "azure-container-instance", "process", "docker")}
 
 
 @pytest.mark.parametrize("pool", [p.name for _, p in CATALOG.pools(enabled_only=False)])

@@ -65,3 +65,34 @@ def test_a_server_that_cannot_start_says_where_its_log_is(tmp_path):
             server.start(timeout=120)
         assert not server.healthy()
     assert not server.pid_file.exists() and server.log.exists()
+
+
+def test_image_source_hash_follows_what_the_dockerfile_copies_and_its_base(tmp_path):
+    from ops.images import Image, source_hash
+
+    (tmp_path / "pkg" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "pkg" / "a.py").write_text("a = 1\n")
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "notes.txt").write_text("not in the image\n")
+    (tmp_path / "Dockerfile").write_text(
+        "FROM base\nCOPY pkg ./pkg\nRUN --mount=type=secret,id=ca \\\n    --mount=type=bind,source=wheels,target=/w true\n")
+    image = Image("localhost/x:dev", "Dockerfile")
+    first = source_hash(image, "base1", tmp_path)
+    (tmp_path / "notes.txt").write_text("changed, still not in the image\n")
+    (tmp_path / "pkg" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\0")
+    assert source_hash(image, "base1", tmp_path) == first
+    assert source_hash(image, "base2", tmp_path) != first
+    (tmp_path / "wheels" / "torch.whl").write_bytes(b"wheel")
+    second = source_hash(image, "base1", tmp_path)
+    assert second != first
+    (tmp_path / "pkg" / "a.py").write_text("a = 2\n")
+    assert source_hash(image, "base1", tmp_path) not in (first, second)
+
+
+def test_local_pools_keep_the_types_that_run_on_this_machine():
+    from cloudhop.clouds import load_catalog
+    from tasks.pools import desired_pools
+
+    pools = {p.name: p.type for p in desired_pools(load_catalog("deployments/clouds.yaml"), local=True)}
+    assert pools["docker"] == pools["docker-b"] == "docker"
+    assert pools["local"] == pools["coreweave-gpu"] == pools["aws-gpu"] == "process"

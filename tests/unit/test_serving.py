@@ -267,7 +267,7 @@ def test_build_target_maps_kinds():
     t = build_target(spec.targets[0], spec)
     assert isinstance(t, LocalTarget) and isinstance(t, Target)
     assert (t.name, t.port, t.model, t.store_uri, t.url) == ("dev", 9123, "m", "/tmp/s", "http://127.0.0.1:9123")
-    assert set(providers.names()) == {"local", "aws", "gcp", "azure", "coreweave"}
+    assert set(providers.names()) == {"local", "aws", "gcp", "azure", "coreweave", "container"}
     with pytest.raises(TargetError, match="unknown option.*prot"):
         build_target(spec.targets[2], spec)
     assert all(providers.get(kind).name == kind and callable(providers.get(kind).target)

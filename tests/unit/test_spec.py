@@ -90,5 +90,23 @@ def test_target_kind_must_be_a_registered_provider():
     with pytest.raises(SpecError) as e:
         parse_spec(spec_with(targets=[{"name": "t", "kind": "lambda"}]), "x.yaml")
     assert "targets.0.kind" in str(e.value)
-    assert "unknown target kind 'lambda'; known kinds: aws, azure, coreweave, gcp, local" in str(e.value)
+    assert "unknown target kind 'lambda'; known kinds: aws, azure, container, coreweave, gcp, local" in str(e.value)
     assert parse_spec(spec_with(targets=[{"name": "t", "kind": "coreweave"}])).targets[0].kind == "coreweave"
+
+
+def test_pools_with_a_folder_store_are_refused_when_a_pool_runs_in_its_own_file_system():
+    with pytest.raises(SpecError) as e:
+        parse_spec(spec_with(compute={"mode": "pools", "clouds": ["local", "container"]}), "x.yaml")
+    msg = str(e.value)
+    assert "store '.cloudhop/store' is a folder of this machine" in msg
+    assert "docker (docker)" in msg and "local (process)" not in msg and "s3://" in msg
+    # every pool of the allowed clouds kubernetes/ecs/... when no cloud list narrows them down
+    with pytest.raises(SpecError, match="coreweave-gpu \\(kubernetes\\)"):
+        parse_spec(spec_with(compute={"mode": "pools"}), "x.yaml")
+
+
+def test_pools_with_an_object_store_or_only_process_pools_load():
+    assert parse_spec(spec_with(compute={"mode": "pools", "clouds": ["local"]})).compute.clouds == ["local"]
+    s = parse_spec(spec_with(compute={"mode": "pools", "clouds": ["container"]}, store="s3://bucket/x"))
+    assert s.store == "s3://bucket/x"
+    assert parse_spec(spec_with(compute={"mode": "local", "clouds": ["container"]})).compute.mode == "local"

@@ -6,4 +6,5 @@ from cloudhop.providers.local.target import from_spec
 __all__ = ["PROVIDER"]
 
 PROVIDER = Provider(name="local", target=from_spec,
-                    pool_types=(PoolType("process", worker="prefect.workers.process:ProcessWorker"),))
+                    pool_types=(PoolType("process", worker="prefect.workers.process:ProcessWorker",
+                                                 runs_here=True),))
