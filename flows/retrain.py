@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-deploy", action="store_true")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec field by its dotted key, the value read as YAML "
-                        "(e.g. --set compute.mode=pools --set 'compute.clouds=[container]')")
+                        "(only fields a run may override, e.g. --set model.batch_size=1024)")
     a = p.parse_args(argv)
     overrides = {}
     for item in a.set:
