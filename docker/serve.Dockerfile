@@ -24,14 +24,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/cloudhop
 
-# What `python -m cloudhop.serving` imports, and only that (checked below by importing it).
+# What `python -m cloudhop.serving` imports, and only that (checked below by importing it): the
+# object stores' SDKs too, since the store's writes (the prediction log) go through each provider's
+# backend, and cryptography for checking signed versions.
 COPY constraints.txt ./
 RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
  && python -m pip install -c constraints.txt \
         "numpy>=1.26,<2.7" "pandas>=2.2,<3.1" "pyarrow>=15" "onnxruntime>=1.20" \
         "starlette>=0.40" "uvicorn>=0.30" "orjson>=3.9" "prometheus-client>=0.20" "httpx>=0.27" \
-        "fsspec>=2024.6" "s3fs>=2024.6" "gcsfs>=2024.6" "adlfs>=2024.7" "pyyaml>=6" "pydantic>=2.10,<3"
+        "fsspec>=2024.6" "s3fs>=2024.6" "gcsfs>=2024.6" "adlfs>=2024.7" "pyyaml>=6" "pydantic>=2.10,<3" \
+        "boto3>=1.34" "google-cloud-storage>=2.16" "azure-storage-blob>=12.20" "azure-identity>=1.15" \
+        "cryptography>=42"
 
 # Only the library; installed without its training/orchestration dependencies.
 COPY pyproject.toml README.md ./

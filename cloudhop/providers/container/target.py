@@ -89,11 +89,13 @@ class ContainerTarget(LocalTarget):
             cmd = self.command or ["python", "-m", "cloudhop.serving", "--store", self.store_uri, "--model",
                                    self.model, "--version", str(version), "--host", self.host, "--port",
                                    str(self.port), "--target-name", self.name, *self.server_args]
-            env = {**self.secrets}
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self._new_server_token()  # kept in the state folder (0600) for this side's requests
+            # The container's user cannot read a root-owned 0600 file, so the token goes in as its
+            # environment, which only the engine's API (root) shows; never on the command line.
+            env = {**self.secrets, "CLOUDHOP_ADMIN_TOKEN": self.admin_token}
             if self.store_options:
                 env["CLOUDHOP_STORE_OPTIONS"] = json.dumps(self.store_options)
-            if self.admin_token:
-                env["CLOUDHOP_ADMIN_TOKEN"] = self.admin_token
             try:
                 container = client.containers.run(self.image, cmd, name=self.container_name, detach=True,
                                                   network_mode="host", environment=env)
