@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from cloudhop.providers.local.target import pid_alive
+
 __all__ = ["ROOT", "BIN", "stop", "kill_pidfile"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,19 +31,6 @@ def stop(proc: subprocess.Popen, grace: float = 10) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(5)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie has exited; only its parent's wait is missing
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -70,8 +59,8 @@ def kill_pidfile(path: Path, marker: bytes, grace: float = 10) -> bool:
         return False
     _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _alive(pid):
+    if pid_alive(pid):
         _signal(pid, signal.SIGKILL)
     return True

@@ -22,7 +22,7 @@ from cloudhop.store import Store
 from cloudhop.targets.base import SmokeResult, TargetError
 from cloudhop.targets.cloud import Endpoint, copy_version
 
-__all__ = ["LocalTarget", "from_spec"]
+__all__ = ["LocalTarget", "from_spec", "pid_alive"]
 
 
 def _log_tail(path: Path, lines: int = 30) -> str:
@@ -33,16 +33,22 @@ def _log_tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs: not gone, and not a zombie (one that exited and waits for its
+    parent: reaped here when it is our child, else read from /proc)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    try:  # a zombie child of ours counts as gone
+    try:
         return os.waitpid(pid, os.WNOHANG) == (0, 0)
-    except ChildProcessError:
+    except ChildProcessError:  # not our child
+        pass
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return True
 
 
@@ -202,13 +208,13 @@ class LocalTarget:
             pid = int(self.pid_path.read_text().strip())
         except (FileNotFoundError, ValueError):
             return False
-        running = _alive(pid) and _is_server(pid)
+        running = pid_alive(pid) and _is_server(pid)
         if running:
             os.kill(pid, signal.SIGTERM)  # graceful: the server flushes its prediction log
             deadline = time.monotonic() + timeout
-            while _alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _alive(pid):
+            if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
         if self._proc is not None and self._proc.pid == pid:
             self._proc.wait(timeout=timeout)
