@@ -97,8 +97,11 @@ def cmd_replay(a) -> int:
 
 
 def cmd_audit(a) -> int:
-    s = load_spec(a.spec)
-    store = Store(s.store, s.store_options)
+    if a.store:
+        store = Store(a.store)
+    else:
+        s = load_spec(a.spec)
+        store = Store(s.store, s.store_options)
     events = AuditLog(store).events(a.model)
     if a.json:
         for e in events:
@@ -165,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     au = sub.add_parser("audit", help="print the audit trail: promotions, alias moves, deploys, rollbacks, swaps")
     au.add_argument("--model", help="only this model's events (default: every model in the store)")
     au.add_argument("--spec", default="specs/flights.yaml", help="the spec whose store holds the trail")
+    au.add_argument("--store", help="read this store instead (e.g. a server's --log-store, where its hot swaps go)")
     au.add_argument("--json", action="store_true", help="one JSON object per line")
     au.set_defaults(func=cmd_audit)
     k = sub.add_parser("keygen", help="make an Ed25519 key pair for signing versions")

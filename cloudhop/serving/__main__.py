@@ -7,7 +7,8 @@ entries) from --predict-tokens-file or CLOUDHOP_PREDICT_TOKENS.
 
 With a public key (--public-key PATH, or CLOUDHOP_PUBLIC_KEY: a path or the PEM itself) the server
 loads only versions whose manifest.sig verifies. It needs only read access to the model store:
-the prediction log goes to --log-store (a prefix or bucket of its own; default: the model store).
+the prediction log goes to --log-store (a prefix or bucket of its own; default: the model store),
+and so does the audit event of each hot swap (/admin/load), under `audit/<model>/`.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import signal
 import sys
 
 from cloudhop.registry import Registry
+from cloudhop.registry.audit import AuditLog
 from cloudhop.registry.signing import PUBLIC_KEY_ENV, SigningError, load_public_key
 from cloudhop.serving.auth import TokenError, parse_predict_tokens, read_secret
 from cloudhop.serving.model import ModelLoadError, load_model
@@ -98,12 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as e:
         print(f"cloudhop.serving: cannot start: {e}", file=sys.stderr, flush=True)
         return 2
+    writable = Store(args.log_store, options) if args.log_store else store  # the store this server writes
     log = None if args.no_prediction_log else PredictionLog(
-        Store(args.log_store, options) if args.log_store else store, args.model, args.target_name,
-        args.log_flush_rows, args.log_flush_seconds)
+        writable, args.model, args.target_name, args.log_flush_rows, args.log_flush_seconds)
     app = create_app(registry, model, target=args.target_name, prediction_log=log, max_rows=args.max_rows,
                      admin_token=admin_token, predict_tokens=predict_tokens, threads=args.threads,
-                     max_body_bytes=args.max_body_bytes, check_rows=not args.benchmark_unchecked_rows)
+                     max_body_bytes=args.max_body_bytes, check_rows=not args.benchmark_unchecked_rows,
+                     audit=AuditLog(writable))
     print(f"cloudhop.serving: serving {model.name} v{model.version} from {store.uri} "
           f"on http://{args.host}:{args.port} (pid {os.getpid()}); admin endpoints "
           f"{'need the admin token' if admin_token else 'closed (no admin token)'}; /predict "

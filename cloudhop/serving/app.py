@@ -36,6 +36,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cloudhop.registry import Registry
+from cloudhop.registry.audit import AuditLog
 from cloudhop.serving.auth import Callers
 from cloudhop.serving.log import PredictionLog
 from cloudhop.serving.metrics import CONTENT_TYPE_LATEST, ServerMetrics
@@ -177,9 +178,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(registry: Registry, model: LoadedModel | None, *, target: str = "local",
                prediction_log: PredictionLog | None = None, max_rows: int = 10_000,
                admin_token: str | None = None, predict_tokens: dict[str, str] | None = None, threads: int = 1,
-               max_body_bytes: int = MAX_BODY_BYTES, check_rows: bool = True) -> Starlette:
+               max_body_bytes: int = MAX_BODY_BYTES, check_rows: bool = True,
+               audit: AuditLog | None = None) -> Starlette:
     """The app serving `model`. `admin_token` opens /admin/* (closed without one); `predict_tokens`
-    ({id: token}) make /predict need one of them. `check_rows=False` exists for the serving
+    ({id: token}) make /predict need one of them; `audit` records every hot swap (/admin/load),
+    with the admin token's id as the actor. `check_rows=False` exists for the serving
     benchmark's A/B of what the row check costs, and nothing else."""
     served = serve(registry, model) if model is not None else None
     state = ServerState(registry, served, target, prediction_log, max_rows, Callers(admin_token, predict_tokens),
@@ -267,6 +270,16 @@ def create_app(registry: Registry, model: LoadedModel | None, *, target: str = "
             state.served = new  # the swap: one reference assignment
             m.swaps.inc()
             m.serving(new.model.name, new.model.version, new.model.sha256)
+            if audit is not None:
+                try:
+                    await run_in_threadpool(audit.record, new.model.name, "hot-swap", target, still,
+                                            new.model.version, actor={"token": state.callers.admin_id,
+                                                                      "server": target},
+                                            reason=f"/admin/load {ref}")
+                except Exception as e:  # the swap is done; an audit write that failed must be seen
+                    m.errors.labels("audit_write").inc()
+                    print(f"cloudhop.serving: hot swap to v{new.model.version} NOT recorded in the audit "
+                          f"trail: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         print(f"cloudhop.serving: now serving {new.model.name} v{new.model.version} (was v{still})",
               file=sys.stderr, flush=True)
         return _json({"previous": still, "version": new.model.version})

@@ -85,6 +85,12 @@ class Callers:
     def admin_enabled(self) -> bool:
         return self._admin is not None
 
+    @property
+    def admin_id(self) -> str | None:
+        """The admin token's id for the audit trail: the first 12 hex digits of its sha256 (which
+        names the token without revealing it)."""
+        return f"admin-token:{self._admin.hex()[:12]}" if self._admin is not None else None
+
     def admin(self, header: str | None) -> None:
         """Raise 403 when no admin token is configured, 401 unless the header carries it."""
         if self._admin is None:

@@ -264,3 +264,24 @@ def test_one_caller_cannot_poison_another_callers_label_join(guarded, world):
     by_id = dict(zip(joined["row_id"], joined["label"]))
     assert by_id == {f"team-a:{tag}-1": 0, f"team-a:{tag}-2": 0,
                      f"team-b:team-a:{tag}-1": 1, f"team-b:team-a:{tag}-2": 1}
+
+
+def test_every_hot_swap_is_in_the_audit_trail_under_the_admin_tokens_id_and_refused_ones_are_not(server, client,
+                                                                                               world):
+    import hashlib
+
+    from cloudhop.registry.audit import AuditLog
+
+    audit = AuditLog(world["store"])
+    before = len(audit.events(MODEL))
+    publish_version(world["reg"], Preprocessor.fit(make_frame(200, seed=0), CATEGORICAL, NUMERIC), 2,
+                    make_frame(8, seed=1))
+    assert client.post("/admin/load", json={"version": "999"}, headers=ADMIN).status_code == 404
+    assert client.post("/admin/load", json={"version": "2"}, headers=ADMIN).json()["version"] == "2"
+    assert client.post("/admin/load", json={"version": "1"}, headers=ADMIN).json()["version"] == "1"
+    swaps = audit.events(MODEL)[before:]
+    token_id = f"admin-token:{hashlib.sha256(ADMIN_TOKEN.encode()).hexdigest()[:12]}"
+    assert [(e["action"], e["from"], e["to"], e["subject"]) for e in swaps] == \
+        [("hot-swap", "1", "2", "hostile"), ("hot-swap", "2", "1", "hostile")]
+    assert all(e["actor"] == {"token": token_id, "server": "hostile"} for e in swaps)
+    assert ADMIN_TOKEN not in json.dumps(swaps)
