@@ -20,9 +20,10 @@ from __future__ import annotations
 import io
 import math
 import uuid
+from itertools import chain, repeat
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
-from typing import Any, Sequence
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -101,43 +102,75 @@ def _numeric_column(values: list[Any]) -> pa.Array:
 
 @dataclass
 class Batch:
-    """Rows served in one request: their features as sent, the predictions and the row ids."""
+    """Rows served in one request: their features as sent (one sequence of `n` values per feature;
+    a feature missing here is logged as null), the predictions and the row ids."""
     served_at: datetime
     version: str
     categorical: tuple[str, ...]
     numeric: tuple[str, ...]
-    rows: list[dict[str, Any]]
+    columns: Mapping[str, Sequence[Any]]
+    n: int
     predictions: list[float]
     row_ids: list[str] | None
+
+    @classmethod
+    def from_rows(cls, served_at: datetime, version: str, categorical: Sequence[str], numeric: Sequence[str],
+                  rows: list[dict[str, Any]], predictions: list[float], row_ids: list[str] | None = None) -> "Batch":
+        """A batch from one JSON object per row (a missing key is null)."""
+        columns = {c: [r.get(c) for r in rows] for c in (*categorical, *numeric)}
+        return cls(served_at, version, tuple(categorical), tuple(numeric), columns, len(rows), predictions, row_ids)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _micros(t: datetime) -> int:
+    """Microseconds since the epoch, exactly (a naive time is UTC)."""
+    aware = t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+    return (aware - _EPOCH) // timedelta(microseconds=1)
+
+
+def _column(batches: Sequence[Batch], c: str) -> list[Any]:
+    return list(chain.from_iterable(b.columns.get(c) or repeat(None, b.n) for b in batches))
+
+
+def _category_column(values: list[Any]) -> pa.Array:
+    """string with nulls: strings go to Arrow as they are and integers through Arrow's cast (both as
+    category_key writes them); a column with anything else goes through category_key value by value."""
+    kinds = set(map(type, values)) - {type(None)}
+    if kinds <= {str}:
+        return pa.array(values, pa.string())
+    if kinds == {int}:
+        try:
+            return pa.array(values, pa.int64()).cast(pa.string())
+        except OverflowError:  # beyond int64 (JSON allows it): the slow path below
+            pass
+    return pa.array([v if type(v) is str else _cat(v) for v in values], pa.string())
 
 
 def _to_table(model: str, target: str, batches: Sequence[Batch]) -> pa.Table:
     """One Arrow table in the log's schema, for batches that share a feature layout."""
     cats, nums = batches[0].categorical, batches[0].numeric
-    served: list[datetime] = []
     versions: list[str] = []
     ids: list[str | None] = []
     preds: list[float] = []
     for b in batches:
-        n = len(b.rows)
-        served += [b.served_at] * n
-        versions += [b.version] * n
-        ids += b.row_ids if b.row_ids is not None else [None] * n
+        versions += [b.version] * b.n
+        ids += b.row_ids if b.row_ids is not None else [None] * b.n
         preds += b.predictions
-    rows = [r for b in batches for r in b.rows]
-    n = len(rows)
+    n = len(preds)
+    served = np.repeat(np.array([_micros(b.served_at) for b in batches], dtype=np.int64), [b.n for b in batches])
     columns = [pa.array(served, pa.timestamp("us", tz="UTC")), pa.array([model] * n, pa.string()),
                pa.array(versions, pa.string()), pa.array([target] * n, pa.string()),
                pa.array(ids, pa.string()), pa.array(preds, pa.float64(), from_pandas=True)]
     fields = list(_META_SCHEMA)
     for c in cats:
         if c not in META_COLUMNS:
-            columns.append(pa.array([v if type(v) is str else _cat(v) for v in [r.get(c) for r in rows]],
-                                    pa.string()))
+            columns.append(_category_column(_column(batches, c)))
             fields.append(pa.field(c, pa.string()))
     for c in nums:
         if c not in META_COLUMNS:
-            columns.append(_numeric_column([r.get(c) for r in rows]))
+            columns.append(_numeric_column(_column(batches, c)))
             fields.append(pa.field(c, pa.float64()))
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 

@@ -1,9 +1,10 @@
 """The inference HTTP app (Starlette): /predict, /health, /version, /metrics, /admin/load.
 
-/predict takes {"rows": [{feature: value}, ...], "ids": [optional, one per row]} and answers
-{"predictions", "version", "model", "row_ids"}. Every row is checked against the model's
-features first (`rows.RowSchema`): a request with one bad row is refused whole with a 422 that
-names the row and the field, and nothing of it is logged. The row ids, the client's or
+/predict takes {"rows": [{feature: value}, ...]} or, without a dict per row, {"columns": {feature:
+[value, ...], ...}}, and optional "ids" (one per row); it answers {"predictions", "version",
+"model", "row_ids"}. Every value is checked against the model's features first
+(`rows.RowSchema.read`, column by column): a request with one bad value is refused whole with a
+422 that names the row and the field, and nothing of it is logged. The row ids, the client's or
 generated, are namespaced by the caller (`request.namespaced_ids`) and logged with each row
 so that labels arriving later join to it.
 
@@ -41,9 +42,9 @@ from cloudhop.serving.auth import Callers
 from cloudhop.serving.log import PredictionLog
 from cloudhop.serving.metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from cloudhop.serving.model import LoadedModel, ModelLoadError, load_model
-from cloudhop.serving.request import (RequestError, check_content_type, namespaced_ids, parse_json, parse_rows,
-                                      read_body)
-from cloudhop.serving.rows import RowSchema
+from cloudhop.serving.request import (PredictBody, RequestError, check_content_type, namespaced_ids, parse_json,
+                                      parse_predict, read_body)
+from cloudhop.serving.rows import Columns, RowSchema
 
 __all__ = ["create_app", "ServerState", "Served", "serve", "check_ref", "MAX_BODY_BYTES"]
 
@@ -192,16 +193,15 @@ def create_app(registry: Registry, model: LoadedModel | None, *, target: str = "
         prediction_log.on_error = prediction_log.on_error or (lambda e: m.errors.labels("log_write").inc())
         prediction_log.on_written = prediction_log.on_written or m.log_rows.inc
 
-    def answer(current: Served, body: bytes) -> tuple[list[dict[str, Any]], list[str] | None, list[float]]:
-        rows, ids = parse_rows(body, state.max_rows)
-        if state.check_rows:
-            current.schema.check(rows)
+    def answer(current: Served, body: bytes) -> tuple[PredictBody, Columns, list[float]]:
+        request = parse_predict(body, state.max_rows)
+        columns = current.schema.read(request) if state.check_rows else current.schema.read_unchecked(request)
         try:
-            preds = current.model.predict_records(rows)
+            preds = current.model.predict_columns(columns, request.n)
         except Exception:
             m.errors.labels("predict").inc()
             raise
-        return rows, ids, preds.tolist()
+        return request, columns, preds.tolist()
 
     async def predict(request: Request) -> Response:
         current = state.served  # this request's model, whatever swaps happen meanwhile
@@ -212,18 +212,18 @@ def create_app(registry: Registry, model: LoadedModel | None, *, target: str = "
             check_content_type(request.headers.get("content-type"))
             body = await read_body(request, state.max_body)
             if len(body) > INLINE_BODY_BYTES:
-                rows, ids, values = await run_in_threadpool(answer, current, body)
+                sent, columns, values = await run_in_threadpool(answer, current, body)
             else:
-                rows, ids, values = answer(current, body)
+                sent, columns, values = answer(current, body)
         except RequestError as e:
             m.errors.labels("bad_request").inc()
             return _refused(e)
         model = current.model
-        row_ids = namespaced_ids(caller, ids, request.scope[REQUEST_ID], len(rows))
-        m.rows.inc(len(rows))
+        row_ids = namespaced_ids(caller, sent.ids, request.scope[REQUEST_ID], sent.n)
+        m.rows.inc(sent.n)
         if state.log is not None:
             pre = model.preprocessor
-            state.log.add(model.version, pre.categorical, pre.numeric, rows, values, row_ids)
+            state.log.add(model.version, pre.categorical, pre.numeric, columns, sent.n, values, row_ids)
         return _json({"predictions": values, "version": model.version, "model": model.name, "row_ids": row_ids})
 
     async def health(request: Request) -> Response:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 import threading
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 from cloudhop.predlog import Batch, write_part
 from cloudhop.store import Store
@@ -45,14 +45,25 @@ class PredictionLog:
     def pending_rows(self) -> int:
         return self._pending
 
-    def add(self, version: str, categorical: list[str], numeric: list[str], rows: list[dict[str, Any]],
-            predictions: list[float], row_ids: list[str] | None = None, served_at: datetime | None = None) -> None:
-        """Cheap: appends references to the buffer (call from the request path)."""
-        b = Batch(served_at or datetime.now(timezone.utc), version, tuple(categorical), tuple(numeric),
-                  rows, predictions, row_ids)
+    def add(self, version: str, categorical: list[str], numeric: list[str], columns: Mapping[str, Sequence[Any]],
+            n: int, predictions: list[float], row_ids: list[str] | None = None,
+            served_at: datetime | None = None) -> None:
+        """Cheap: appends references to the buffer (call from the request path). `columns` holds
+        `n` values per feature (as `rows.RowSchema.read` returns them)."""
+        self._append(Batch(served_at or datetime.now(timezone.utc), version, tuple(categorical), tuple(numeric),
+                           columns, n, predictions, row_ids))
+
+    def add_rows(self, version: str, categorical: list[str], numeric: list[str], rows: list[dict[str, Any]],
+                 predictions: list[float], row_ids: list[str] | None = None,
+                 served_at: datetime | None = None) -> None:
+        """`add` for rows as JSON objects (a missing key is logged as null)."""
+        self._append(Batch.from_rows(served_at or datetime.now(timezone.utc), version, categorical, numeric, rows,
+                                     predictions, row_ids))
+
+    def _append(self, b: Batch) -> None:
         with self._lock:
             self._buf.append(b)
-            self._pending += len(rows)
+            self._pending += b.n
             full = self._pending >= self.flush_rows
         if full:
             self._wake.set()
@@ -89,11 +100,11 @@ class PredictionLog:
     def _requeue(self, failed: list[Batch]) -> None:
         with self._lock:
             self._buf = failed + self._buf
-            self._pending = sum(len(b.rows) for b in self._buf)
+            self._pending = sum(b.n for b in self._buf)
             while self._pending > self.max_buffer_rows and len(self._buf) > 1:
                 gone = self._buf.pop(0)
-                self._pending -= len(gone.rows)
-                self.dropped_rows += len(gone.rows)
+                self._pending -= gone.n
+                self.dropped_rows += gone.n
 
     def _report(self, e: Exception) -> None:
         if self.on_error:

@@ -5,7 +5,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -35,6 +35,11 @@ class LoadedModel:
     loaded_at: str
     session: Any  # onnxruntime.InferenceSession
     preprocessor: Preprocessor
+
+    def predict_columns(self, columns: Mapping[str, Sequence[Any]], n: int) -> np.ndarray:
+        """Predictions for `n` rows given as one sequence of values per feature."""
+        cat, num = self.preprocessor.transform_columns(columns, n)
+        return self.session.run(["prediction"], {"cat": cat, "num": num})[0]
 
     def predict_records(self, rows: list[dict[str, Any]]) -> np.ndarray:
         cat, num = self.preprocessor.transform_records(rows)

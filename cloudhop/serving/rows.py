@@ -1,30 +1,34 @@
-"""What a served model's rows must look like, checked before anything is predicted or logged.
+"""What a served model's input must look like, checked before anything is predicted or logged.
 
-A row holds every feature of the model (its preprocess.json: categorical and numeric columns),
-with null for a missing value (the preprocessor imputes it, as in training). Besides the
-features, a row may carry the other columns the model's spec declares (an ignored column, the
-time column): they are checked as plain values and not used. Anything else is refused:
+A request holds every feature of the model (its preprocess.json: categorical and numeric
+columns), with null for a missing value (the preprocessor imputes it, as in training), sent as
+rows or as columns (`request.PredictBody`). Besides the features, it may carry the other columns
+the model's spec declares (an ignored column, the time column): they are checked as plain values
+and not used. Anything else is refused:
 
 - a missing feature or an unknown column;
 - a numeric feature that is not a number (a bool too, unless the spec says the column is bool);
 - a categorical value that is not a string, a number or a bool;
 - a string longer than `max_string` characters; a non-finite number.
 
-The check runs per column over all rows (C-level type sets), and only when something is
-wrong walks the rows one by one to name the first row and field at fault.
+`read` turns either form into one sequence of values per feature, and checks each column at
+once (C-level type sets); only when something is wrong does it walk the values one by one to
+name the first row and field at fault. No per-row dict is made for the columnar form, and the
+rows form is transposed in C (`itemgetter`, `zip`).
 """
 from __future__ import annotations
 
-import math
-from itertools import chain, repeat
+from itertools import repeat
 from operator import itemgetter, ne
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from cloudhop.serving.request import RequestError, json_type
+from cloudhop.serving.request import PredictBody, RequestError, json_type
 
-__all__ = ["RowSchema", "MAX_STRING_CHARS"]
+__all__ = ["RowSchema", "MAX_STRING_CHARS", "Columns"]
 
 MAX_STRING_CHARS = 256
+
+Columns = dict[str, Sequence[Any]]  # feature -> one value per row, in the model's feature order
 
 _NUMBER: frozenset[type] = frozenset({int, float, type(None)})
 _BOOL_NUMBER: frozenset[type] = _NUMBER | {bool}
@@ -39,18 +43,16 @@ def _preview(v: Any) -> str:
     return json_type(v)
 
 
-class _Group:
-    """Columns that take the same JSON types, read from every row at once."""
+def _row_at(i: int, column: str) -> str:
+    return f"rows[{i}].{column}"
 
-    def __init__(self, columns: Sequence[str], allowed: frozenset[type]):
-        self.columns, self.allowed = tuple(columns), allowed
-        getter = itemgetter(*self.columns)
-        self.values = ((lambda rows: list(map(getter, rows))) if len(self.columns) == 1
-                       else (lambda rows: list(chain.from_iterable(map(getter, rows)))))
+
+def _column_at(i: int, column: str) -> str:
+    return f"columns.{column}[{i}]"
 
 
 class RowSchema:
-    """The rows one model accepts (`check`), built from its features and, when known, its spec's columns."""
+    """The input one model accepts (`read`), built from its features and, when known, its spec's columns."""
 
     def __init__(self, categorical: Sequence[str], numeric: Sequence[str], *, other: Iterable[str] = (),
                  bool_columns: Iterable[str] = (), max_string: int = MAX_STRING_CHARS):
@@ -58,10 +60,10 @@ class RowSchema:
         self.other = frozenset(other) - self.features
         self.max_string = max_string
         bools = set(bool_columns)
-        groups = [(list(categorical), _CATEGORY), ([c for c in numeric if c not in bools], _NUMBER),
-                  ([c for c in numeric if c in bools], _BOOL_NUMBER)]
-        self._groups = [_Group(cols, allowed) for cols, allowed in groups if cols]
         self._order = [*categorical, *numeric]
+        self._allowed = {**{c: _CATEGORY for c in categorical},
+                         **{c: _BOOL_NUMBER if c in bools else _NUMBER for c in numeric}}
+        self._getter = itemgetter(*self._order)
 
     @classmethod
     def for_model(cls, categorical: Sequence[str], numeric: Sequence[str], spec: Mapping[str, Any] | None,
@@ -73,61 +75,93 @@ class RowSchema:
         bools = [c for c, d in columns.items() if isinstance(d, Mapping) and d.get("type") == "bool"]
         return cls(categorical, numeric, other=[str(c) for c in columns], bool_columns=bools, max_string=max_string)
 
-    def check(self, rows: list[dict[str, Any]]) -> None:
-        """Raise a 422 RequestError naming the first row and field that do not fit.
+    # -- the checked read ----------------------------------------------------------------
+    def read(self, body: PredictBody) -> Columns:
+        """The features of every row, one sequence per feature; a 422 RequestError naming the first
+        row and field that do not fit. Numbers are finite, as `request.parse_json` guarantees."""
+        if body.columns is not None:
+            self._check_column_names(body.columns, body.n)
+            cols: Columns = {c: body.columns[c] for c in self._order}
+            where = _column_at
+        else:
+            assert body.rows is not None
+            cols = self._transpose(body.rows)
+            where = _row_at
+        for c, values in cols.items():
+            self._check_values(c, values, self._allowed[c], where)
+        return cols
 
-        Numbers are taken as finite, as `request.parse_json` guarantees for a parsed body."""
+    def check(self, rows: list[dict[str, Any]]) -> None:
+        """Raise a 422 RequestError naming the first row and field of `rows` that do not fit."""
+        self.read(PredictBody(len(rows), rows=rows))
+
+    def _transpose(self, rows: list[dict[str, Any]]) -> Columns:
         # a row of as many keys as features, every feature among them, has exactly the features:
         # count the keys here, and let reading the features below fail on a missing one
-        if any(map(ne, map(len, rows), repeat(len(self.features)))):
-            self._check_all_columns(rows)
-        for g in self._groups:
-            try:
-                values = g.values(rows)
-            except KeyError:
-                self._check_all_columns(rows)
-                raise  # not reached: a missing feature is named above
-            kinds = set(map(type, values))
-            if not kinds <= g.allowed:
-                self._find(rows, g)
-            if str in kinds:
-                strings = values if len(kinds) == 1 else [v for v in values if type(v) is str]
-                if max(map(len, strings)) > self.max_string:
-                    self._find(rows, g)
+        if any(map(ne, map(len, rows), repeat(len(self._order)))):
+            self._check_row_names(rows)
+        try:
+            values = list(map(self._getter, rows))
+        except KeyError:
+            self._check_row_names(rows)
+            raise  # not reached: a missing feature is named above
+        if len(self._order) == 1:
+            return {self._order[0]: values}
+        return dict(zip(self._order, zip(*values)))
 
-    def _check_all_columns(self, rows: list[dict[str, Any]]) -> None:
-        for i, row in enumerate(rows):
-            if row.keys() != self.features:
-                self._check_columns(i, row)
+    def _check_values(self, column: str, values: Sequence[Any], allowed: frozenset[type],
+                      where: Callable[[int, str], str]) -> None:
+        kinds = set(map(type, values))
+        if not kinds <= allowed:
+            i, v = next((i, v) for i, v in enumerate(values) if type(v) not in allowed)
+            expected = _EXPECTED.get(allowed, "a plain value")
+            raise RequestError(422, f"{where(i, column)}: expected {expected}, got {_preview(v)}", row=i, field=column)
+        if str in kinds:
+            strings = values if len(kinds) == 1 else [v for v in values if type(v) is str]
+            if max(map(len, strings)) > self.max_string:
+                i, v = next((i, v) for i, v in enumerate(values) if type(v) is str and len(v) > self.max_string)
+                raise RequestError(422, f"{where(i, column)}: string of {len(v)} characters; the limit is "
+                                        f"{self.max_string}", row=i, field=column)
 
-    def _check_columns(self, i: int, row: dict[str, Any]) -> None:
-        missing = [c for c in self._order if c not in row]
+    # -- names: what is missing or unknown ------------------------------------------------
+    def _missing_message(self, missing: list[str], where: str) -> str:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        return f"{where} lacks feature {missing[0]!r}{more}: send every feature, null where the value is missing"
+
+    def _unknown_message(self, name: str, where: str) -> str:
+        return f"{where} has unknown column {name[:64]!r}; this model takes {', '.join(self._order)}"
+
+    def _check_column_names(self, columns: dict[str, list[Any]], n: int) -> None:
+        missing = [c for c in self._order if c not in columns]
         if missing:
-            raise RequestError(422, f"rows[{i}] lacks feature {missing[0]!r}"
-                                    f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}: "
-                                    f"send every feature, null where the value is missing", row=i, field=missing[0])
-        for k in row.keys() - self.features:
+            raise RequestError(422, self._missing_message(missing, "columns"), field=missing[0])
+        for k in columns.keys() - self.features:
             if k not in self.other:
-                name = k[:64]
-                raise RequestError(422, f"rows[{i}] has unknown column {name!r}; this model takes "
-                                        f"{', '.join(self._order)}", row=i, field=name)
-            v = row[k]
-            if v is not None and not isinstance(v, (bool, int, float, str)):
-                raise RequestError(422, f"rows[{i}].{k}: expected a plain value, got {_preview(v)}", row=i, field=k)
-            self._check_value(i, k, v)
+                raise RequestError(422, self._unknown_message(k, "columns"), field=k[:64])
+            self._check_values(k, columns[k], _CATEGORY, _column_at)
 
-    def _check_value(self, i: int, column: str, v: Any) -> None:
-        if type(v) is str and len(v) > self.max_string:
-            raise RequestError(422, f"rows[{i}].{column}: string of {len(v)} characters; the limit is "
-                                    f"{self.max_string}", row=i, field=column)
-        if type(v) is float and not math.isfinite(v):
-            raise RequestError(422, f"rows[{i}].{column}: {v} is not a finite number", row=i, field=column)
-
-    def _find(self, rows: list[dict[str, Any]], g: _Group) -> None:
+    def _check_row_names(self, rows: list[dict[str, Any]]) -> None:
         for i, row in enumerate(rows):
-            for c in g.columns:
-                v = row[c]
-                if type(v) not in g.allowed:
-                    raise RequestError(422, f"rows[{i}].{c}: expected {_EXPECTED[g.allowed]}, got {_preview(v)}",
-                                       row=i, field=c)
-                self._check_value(i, c, v)
+            if row.keys() == self.features:
+                continue
+            missing = [c for c in self._order if c not in row]
+            if missing:
+                raise RequestError(422, self._missing_message(missing, f"rows[{i}]"), row=i, field=missing[0])
+            for k in row.keys() - self.features:
+                if k not in self.other:
+                    raise RequestError(422, self._unknown_message(k, f"rows[{i}]"), row=i, field=k[:64])
+                v = row[k]
+                if type(v) not in _CATEGORY:
+                    raise RequestError(422, f"rows[{i}].{k}: expected a plain value, got {_preview(v)}", row=i, field=k)
+                if type(v) is str and len(v) > self.max_string:
+                    raise RequestError(422, f"rows[{i}].{k}: string of {len(v)} characters; the limit is "
+                                            f"{self.max_string}", row=i, field=k)
+
+    # -- for the serving benchmark's A/B only ---------------------------------------------
+    def read_unchecked(self, body: PredictBody) -> Columns:
+        """The features as sent, nothing checked (a missing one reads as nulls): what `read` costs is
+        measured against this, and nothing else uses it."""
+        if body.columns is not None:
+            return {c: body.columns.get(c) or [None] * body.n for c in self._order}
+        assert body.rows is not None
+        return {c: [r.get(c) for r in body.rows] for c in self._order}

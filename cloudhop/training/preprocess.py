@@ -9,12 +9,13 @@ standardised with the training window's mean and std (missing -> the mean, i.e. 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from itertools import repeat
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["Preprocessor", "category_key", "category_keys"]
+__all__ = ["Preprocessor", "category_key", "category_keys", "FEW_ROWS"]
 
 
 def category_key(v: Any) -> str:
@@ -45,6 +46,31 @@ def _to_float(v: Any) -> float:
         return float(v)
     except (TypeError, ValueError, OverflowError):
         return float("nan")
+
+
+_LOOKUP_TYPES = frozenset({str, int, float, type(None)})  # what `_lookup` maps without category_key
+FEW_ROWS = 4  # up to this many rows, transform_columns works value by value
+
+
+def _lookup(vocab: list[str]) -> dict[Any, int]:
+    """Category key -> id (1-based), plus each key's number form: int 5 for "5" and float 2.5 for
+    "2.5", so a JSON number finds its id without `category_key` (5.0 equals 5 as a dict key, and
+    category_key(5.0) is "5"). Only number forms that `category_key` would write back as the same
+    string are added, so no two keys can claim one number. Bools are not numbers here (True == 1):
+    a column holding one takes the slow path."""
+    out: dict[Any, int] = {k: i + 1 for i, k in enumerate(vocab)}
+    for k, i in list(out.items()):
+        number: int | float
+        try:
+            number = int(k)
+        except ValueError:
+            try:
+                number = float(k)
+            except ValueError:
+                continue
+        if category_key(number) == k:  # the number that category_key writes back as this key
+            out[number] = i
+    return out
 
 
 @dataclass
@@ -90,24 +116,61 @@ class Preprocessor:
         return cat, num
 
     def transform_records(self, rows: Iterable[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-        """Fast path for the server: a list of JSON objects (same result as transform on a frame)."""
+        """`transform` for a list of JSON objects (a missing key reads as null)."""
         rows = rows if isinstance(rows, list) else list(rows)
-        n = len(rows)
+        return self.transform_columns({c: [r.get(c) for r in rows] for c in (*self.categorical, *self.numeric)},
+                                      len(rows))
+
+    def transform_columns(self, columns: Mapping[str, Sequence[Any]], n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The server's path: `n` rows as one sequence of JSON values per column (a missing column reads
+        as nulls); the same result as `transform` on a frame of those values.
+
+        A categorical column of strings, numbers and nulls maps through one dict lookup per value
+        (`_lookups` also holds each key's number form, so 5, 5.0 and "5" find the same id); a column
+        that holds a bool or anything else takes `category_key` value by value. The numeric columns
+        convert in one C-level call when they hold only numbers and nulls. A few rows (the common
+        one-row request) skip numpy's per-call cost and go value by value (`_transform_few`)."""
+        if n <= FEW_ROWS:
+            return self._transform_few(columns, n)
         cat = np.zeros((n, len(self.categorical)), dtype=np.int64)
         for j, (c, lk) in enumerate(zip(self.categorical, self._lookups())):
-            cat[:, j] = [0 if v is None else lk.get(v if type(v) is str else category_key(v), 0)
-                         for v in [r.get(c) for r in rows]]
-        cols, k = self.numeric, len(self.numeric)
+            values = columns.get(c)
+            if values is None:
+                continue
+            if set(map(type, values)) <= _LOOKUP_TYPES:
+                cat[:, j] = list(map(lk.get, values, repeat(0)))
+            else:
+                cat[:, j] = [0 if v is None else lk.get(category_key(v), 0) for v in values]
+        k = len(self.numeric)
+        cols = [columns.get(c) or [None] * n for c in self.numeric]
         try:  # JSON numbers and nulls (None -> NaN) in one C-level conversion
-            raw = np.array([[r.get(c) for c in cols] for r in rows], dtype=np.float64)
+            raw = np.array(cols, dtype=np.float64)
         except (TypeError, ValueError, OverflowError):
             raw = None
-        if raw is None or raw.shape != (n, k):  # strings, objects, arrays, huge ints: one by one
-            raw = np.array([[_to_float(r.get(c)) for c in cols] for r in rows], dtype=np.float64).reshape(n, k)
+        if raw is None or raw.shape != (k, n):  # strings, objects, arrays, huge ints: one by one
+            raw = np.array([[_to_float(v) for v in col] for col in cols], dtype=np.float64).reshape(k, n)
         mean, std = self._scale()
         with np.errstate(invalid="ignore", over="ignore"):
-            num = ((raw - mean) / std).astype(np.float32)
+            num = ((raw.T - mean) / std).astype(np.float32)
         num[~np.isfinite(num)] = 0.0  # after the float32 cast, so a huge value cannot become inf
+        return cat, num
+
+    def _transform_few(self, columns: Mapping[str, Sequence[Any]], n: int) -> tuple[np.ndarray, np.ndarray]:
+        """transform_columns for a few rows, in plain Python: the same ids and the same float32 values."""
+        cats = []
+        for c, lk in zip(self.categorical, self._lookups()):
+            values = columns.get(c) or (None,) * n
+            cats.append([0 if v is None else lk.get(v, 0) if type(v) in _LOOKUP_TYPES
+                         else lk.get(category_key(v), 0) for v in values])
+        nums = []
+        for c, mean, std in zip(self.numeric, *self._scale()):
+            values = columns.get(c) or (None,) * n
+            nums.append([0.0 if v is None else (_to_float(v) - mean) / std for v in values])
+        cat = np.array(list(zip(*cats)), dtype=np.int64).reshape(n, len(self.categorical))
+        with np.errstate(invalid="ignore", over="ignore"):
+            num = np.array(list(zip(*nums)), dtype=np.float32).reshape(n, len(self.numeric))
+        if not np.isfinite(num).all():  # NaN from an unusable value, or one that float32 cannot hold
+            num[~np.isfinite(num)] = 0.0
         return cat, num
 
     def _scale(self) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +184,7 @@ class Preprocessor:
     def _lookups(self) -> list[dict[str, int]]:
         cached = getattr(self, "_lk", None)
         if cached is None:
-            cached = [{v: i + 1 for i, v in enumerate(self.vocab[c])} for c in self.categorical]
+            cached = [_lookup(self.vocab[c]) for c in self.categorical]
             object.__setattr__(self, "_lk", cached)
         return cached
 

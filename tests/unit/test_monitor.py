@@ -128,7 +128,7 @@ def test_reference_rebuild_notes_a_changed_dataset_and_needs_a_spec(tmp_path):
 def log_rows(store: Store, version: str, rows: pd.DataFrame, at: datetime) -> None:
     log = PredictionLog(store, "toy", flush_rows=10**9, flush_seconds=60)
     recs = json.loads(rows.to_json(orient="records"))
-    log.add(version, CAT, NUM, recs, [0.5] * len(recs), served_at=at)
+    log.add_rows(version, CAT, NUM, recs, [0.5] * len(recs), served_at=at)
     log.flush()
 
 

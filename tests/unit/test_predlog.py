@@ -16,7 +16,7 @@ CATS, NUMS = ("carrier",), ("distance",)
 
 
 def batch(at: datetime, version: str, rows: list[dict], preds: list[float], ids: list[str] | None = None) -> Batch:
-    return Batch(at, version, CATS, NUMS, rows, preds, ids)
+    return Batch.from_rows(at, version, CATS, NUMS, rows, preds, ids)
 
 
 def test_a_written_batch_reads_back_by_time_range(tmp_path):

@@ -14,7 +14,7 @@ from cloudhop.predlog import part_key, read_prediction_log
 from cloudhop.registry import Manifest, Registry
 from cloudhop.serving.app import check_ref
 from cloudhop.serving.auth import Callers, TokenError, parse_predict_tokens
-from cloudhop.serving.request import RequestError, namespaced_ids, parse_rows
+from cloudhop.serving.request import PredictBody, RequestError, namespaced_ids, parse_predict
 from cloudhop.serving.rows import RowSchema
 from cloudhop.serving.log import PredictionLog
 from cloudhop.spec import parse_spec
@@ -29,17 +29,27 @@ UTC = timezone.utc
 
 
 # -- request parsing ------------------------------------------------------------------------
-def test_parse_rows_accepts_objects_with_any_keys():
-    rows, ids = parse_rows(b'{"rows": [{"a": 1}, {}, {"b": null, "c": {"x": 1}}]}', max_rows=10)
-    assert rows == [{"a": 1}, {}, {"b": None, "c": {"x": 1}}] and ids is None
-    assert parse_rows(b'{"rows": [{}, {}], "ids": ["a", 7]}', max_rows=10)[1] == ["a", "7"]
+def test_parse_predict_accepts_objects_with_any_keys_or_equal_columns():
+    body = parse_predict(b'{"rows": [{"a": 1}, {}, {"b": null, "c": {"x": 1}}]}', max_rows=10)
+    assert body.rows == [{"a": 1}, {}, {"b": None, "c": {"x": 1}}] and body.n == 3 and body.ids is None
+    assert parse_predict(b'{"rows": [{}, {}], "ids": ["a", 7]}', max_rows=10).ids == ["a", "7"]
+    body = parse_predict(b'{"columns": {"a": [1, null], "b": ["x", "y"]}, "ids": [1, 2]}', max_rows=10)
+    assert body.columns == {"a": [1, None], "b": ["x", "y"]} and body.n == 2 and body.rows is None
+    assert body.ids == ["1", "2"]
 
 
 @pytest.mark.parametrize("body, status, message", [
     (b"", 400, "empty request body"),
     (b'{"rows": [', 400, "not valid JSON"),
     (b"[1, 2]", 422, "must be a JSON object"),
-    (b'{"data": []}', 422, 'no "rows"'),
+    (b'{"data": []}', 422, 'neither "rows" nor "columns"'),
+    (b'{"rows": [{}], "columns": {"a": [1]}}', 422, 'either "rows" or "columns", not both'),
+    (b'{"columns": [1]}', 422, '"columns" must be an object of column: [values], got array'),
+    (b'{"columns": {}}', 422, '"columns" is empty'),
+    (b'{"columns": {"a": 1}}', 422, "columns.a must be an array of values, got number"),
+    (b'{"columns": {"a": []}}', 422, "columns.a is empty"),
+    (b'{"columns": {"a": [1, 2], "b": [1]}}', 422, "columns.b has 1 values but columns.a has 2"),
+    (b'{"columns": {"a": [1, 2, 3, 4]}}', 422, "too many rows: 4 (the limit is 3"),
     (b'{"rows": {"a": 1}}', 422, "must be an array of objects, got object"),
     (b'{"rows": []}', 422, '"rows" is empty'),
     (b'{"rows": [{}, {}, {}, {}]}', 422, "too many rows: 4 (the limit is 3"),
@@ -49,9 +59,9 @@ def test_parse_rows_accepts_objects_with_any_keys():
     (b'{"rows": [{}], "ids": "a"}', 422, "got string"),
     (b'{"rows": [{}, {}], "ids": ["a", null]}', 422, "ids[1] must be a string or an integer, got null"),
 ])
-def test_parse_rows_rejects_bad_bodies_with_a_clear_message(body, status, message):
+def test_parse_predict_rejects_bad_bodies_with_a_clear_message(body, status, message):
     with pytest.raises(RequestError) as e:
-        parse_rows(body, max_rows=3)
+        parse_predict(body, max_rows=3)
     assert e.value.status == status
     assert message in str(e.value)
 
@@ -61,16 +71,17 @@ def test_parse_rows_rejects_bad_bodies_with_a_clear_message(body, status, messag
     (b'{"rows": [{"a": -Infinity}]}', (0, "a")),
     (b'{"rows": [{"a": 1e999}]}', (0, "a")),
     (b'{"rows": [{}], "ids": [Infinity]}', (0, "ids")),
+    (b'{"columns": {"a": [1, 2, NaN]}}', (2, "a")),
 ])
 def test_non_finite_numbers_are_a_422_that_names_the_row_and_field(body, where):
     with pytest.raises(RequestError) as e:
-        parse_rows(body, max_rows=3)
+        parse_predict(body, max_rows=3)
     assert e.value.status == 422 and (e.value.row, e.value.field) == where and "not a finite number" in str(e.value)
 
 
 def test_long_ids_are_refused_and_ids_are_namespaced_by_caller():
     with pytest.raises(RequestError, match="ids\\[1\\] is 129 characters") as e:
-        parse_rows(b'{"rows": [{}, {}], "ids": ["a", "%s"]}' % (b"x" * 129), max_rows=3)
+        parse_predict(b'{"rows": [{}, {}], "ids": ["a", "%s"]}' % (b"x" * 129), max_rows=3)
     assert (e.value.row, e.value.field) == (1, "ids")
     assert namespaced_ids("anon", ["a:b", "7"], "r1", 2) == ["anon:a:b", "anon:7"]
     assert namespaced_ids("team-a", None, "r1", 2) == ["team-a:r1-0", "team-a:r1-1"]
@@ -104,6 +115,42 @@ def test_a_row_that_does_not_fit_is_a_422_naming_row_and_field(row, field, messa
         SCHEMA.check([GOOD, GOOD, row])
     assert e.value.status == 422 and e.value.to_dict() == {"error": str(e.value), "row": 2, "field": field}
     assert message in str(e.value) and str(e.value).startswith("rows[2]")
+
+
+def _columns_of(rows: list[dict]) -> dict:
+    return {k: [r.get(k) for r in rows] for k in dict.fromkeys(k for r in rows for k in r)}
+
+
+def test_columns_read_the_same_as_rows():
+    rows = [GOOD, {"carrier": 7, "distance": None, "flag": None}, {**GOOD, "carrier": False, "distance": 3}]
+    by_rows = SCHEMA.read(PredictBody(3, rows=rows))
+    by_columns = SCHEMA.read(PredictBody(3, columns=_columns_of(rows)))
+    assert {c: list(v) for c, v in by_rows.items()} == {c: list(v) for c, v in by_columns.items()} == {
+        "carrier": ["AA", 7, False], "distance": [10.5, None, 3], "flag": [True, None, True]}
+    # another column the spec declares is checked, then left out
+    assert list(SCHEMA.read(PredictBody(1, columns={**_columns_of([GOOD]), "month": [12]}))) == \
+        ["carrier", "distance", "flag"]
+
+
+def _good_columns(**change) -> dict:
+    """Three good rows as columns, with `change` applied (a column set to None is left out)."""
+    cols = {**_columns_of([GOOD] * 3), **change}
+    return {k: v for k, v in cols.items() if v is not None}
+
+
+@pytest.mark.parametrize("columns, field, message", [
+    (_good_columns(carrier=None), "carrier", "columns lacks feature 'carrier'"),
+    (_good_columns(extra=[1, 1, 1]), "extra", "columns has unknown column 'extra'"),
+    (_good_columns(distance=[1, 2, "12"]), "distance", "columns.distance[2]: expected a number or null, got string '12'"),
+    (_good_columns(flag=[True, None, "yes"]), "flag", "columns.flag[2]: expected a number, true/false or null"),
+    (_good_columns(carrier=["a", "b", "x" * 257]), "carrier", "columns.carrier[2]: string of 257 characters"),
+    (_good_columns(month=[1, 2, {"a": 1}]), "month", "columns.month[2]: expected a string, number, true/false or null"),
+])
+def test_a_column_that_does_not_fit_is_a_422_naming_row_and_field(columns, field, message):
+    with pytest.raises(RequestError) as e:
+        SCHEMA.read(PredictBody(3, columns=columns))
+    assert e.value.status == 422 and e.value.field == field and message in str(e.value)
+    assert e.value.row == (2 if "[" in message else None)
 
 
 def test_the_spec_copy_names_other_columns_and_bool_features():
@@ -181,10 +228,10 @@ def test_log_writes_typed_parts_per_date_and_reads_ranges(tmp_path):
     log = PredictionLog(store, "m", target="edge", flush_rows=10**6, flush_seconds=3600)
     day1 = datetime(2024, 1, 1, 23, 0, tzinfo=UTC)
     day2 = datetime(2024, 1, 2, 1, 0, tzinfo=UTC)
-    log.add("1", CATS, NUMS, [{"carrier": "AA", "distance": 100, "temp": None},
+    log.add_rows("1", CATS, NUMS, [{"carrier": "AA", "distance": 100, "temp": None},
                               {"carrier": 5, "distance": "12.5", "temp": {"x": 1}}], [0.25, 0.5],
             row_ids=["r1", "r2"], served_at=day1)
-    log.add("2", CATS, NUMS, [{"distance": float("inf")}], [0.75], served_at=day2)
+    log.add_rows("2", CATS, NUMS, [{"distance": float("inf")}], [0.75], served_at=day2)
     keys = log.flush()
     assert sorted(k.split("/")[2] for k in keys) == ["date=2024-01-01", "date=2024-01-02"]
     assert log.pending_rows == 0 and log.written_rows == 3
@@ -211,11 +258,11 @@ def test_log_parts_with_different_versions_and_all_null_columns_concatenate(tmp_
     store = Store(str(tmp_path / "store"))
     log = PredictionLog(store, "m", flush_rows=10**6, flush_seconds=3600)
     at = datetime(2024, 1, 1, tzinfo=UTC)
-    log.add("1", CATS, NUMS, [{}], [0.1], served_at=at)  # every feature missing
+    log.add_rows("1", CATS, NUMS, [{}], [0.1], served_at=at)  # every feature missing
     log.flush()
-    log.add("1", CATS, NUMS, [{"carrier": "UA", "distance": 1, "temp": 2}], [0.2], served_at=at + timedelta(seconds=1))
+    log.add_rows("1", CATS, NUMS, [{"carrier": "UA", "distance": 1, "temp": 2}], [0.2], served_at=at + timedelta(seconds=1))
     log.flush()
-    log.add("2", ["carrier", "origin"], NUMS, [{"origin": "JFK"}], [0.3], served_at=at + timedelta(seconds=2))
+    log.add_rows("2", ["carrier", "origin"], NUMS, [{"origin": "JFK"}], [0.3], served_at=at + timedelta(seconds=2))
     log.flush()
     df = read_prediction_log(store, "m")
     assert len(df) == 3 and df["carrier"].tolist()[1] == "UA"
@@ -228,7 +275,7 @@ def test_log_background_thread_flushes_by_rows(tmp_path):
     log = PredictionLog(store, "m", flush_rows=3, flush_seconds=3600)
     log.start()
     try:
-        log.add("1", CATS, NUMS, [{}, {}, {}], [0.1, 0.2, 0.3])
+        log.add_rows("1", CATS, NUMS, [{}, {}, {}], [0.1, 0.2, 0.3])
         deadline = time.monotonic() + 10
         while log.written_rows < 3 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -242,7 +289,7 @@ def test_log_keeps_rows_when_the_store_write_fails_and_writes_them_later(tmp_pat
     (tmp_path / "store" / "predictions").write_text("a file where the folder should be")
     errors = []
     log = PredictionLog(store, "m", flush_rows=10**6, flush_seconds=3600, on_error=errors.append)
-    log.add("1", CATS, NUMS, [{"carrier": "AA"}], [0.5])
+    log.add_rows("1", CATS, NUMS, [{"carrier": "AA"}], [0.5])
     assert log.flush() == [] and errors and log.pending_rows == 1
     (tmp_path / "store" / "predictions").unlink()
     assert len(log.flush()) == 1 and log.pending_rows == 0
@@ -330,3 +377,50 @@ def test_redeploying_the_live_version_changes_nothing(registry):
 def test_deploy_rejects_a_malformed_smoke_set(registry):
     with pytest.raises(ValueError, match="2 rows but 1 predictions"):
         deploy_to_target(registry, MemoryTarget(), "1", {"rows": [{}, {}], "predictions": [0.1]})
+
+
+# -- the preprocessor's server path ------------------------------------------------------------
+def test_transform_columns_equals_transform_on_a_frame_for_every_json_form_of_a_category():
+    from cloudhop.training.preprocess import Preprocessor
+
+    train = pd.DataFrame({"code": ["5", "2.5", "True", "x", "9007199254740993", "05"],
+                          "n": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
+    pre = Preprocessor.fit(train, ["code"], ["n"])
+    sent = ["5", 5, 5.0, 2.5, "2.5", True, "True", 1, "x", None, 9007199254740993, "05", 7, 3.25]
+    nums = [1, 2.5, None, True, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+    cat, num = pre.transform_columns({"code": sent, "n": nums}, len(sent))
+    want_cat, want_num = pre.transform(pd.DataFrame({"code": pd.Series(sent, dtype=object),
+                                                     "n": pd.Series(nums, dtype=object)}))
+    assert cat.tolist() == want_cat.tolist()
+    np.testing.assert_allclose(num, want_num)
+    ids = dict(zip(pre.vocab["code"], range(1, 7)))
+    assert cat[:, 0].tolist()[:6] == [ids["5"]] * 3 + [ids["2.5"]] * 2 + [ids["True"]]
+    # without a bool in the column, the dict path maps the same numbers to the same ids
+    fast, _ = pre.transform_columns({"code": sent[:5] + sent[8:], "n": nums[:5] + nums[8:]}, len(sent) - 3)
+    assert fast[:, 0].tolist() == cat[:, 0].tolist()[:5] + cat[:, 0].tolist()[8:]
+    # a missing column reads as nulls; so do unusable numbers when rows are not checked
+    cat, num = pre.transform_columns({"n": ["abc", {"x": 1}]}, 2)
+    assert cat.tolist() == [[0], [0]] and num.tolist() == [[0.0], [0.0]]
+
+
+def test_a_few_rows_transform_exactly_as_many_rows_do():
+    from cloudhop.training.preprocess import FEW_ROWS, Preprocessor
+
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"code": rng.choice(["5", "2.5", "True", "x", "y"], 200), "a": rng.normal(size=200),
+                          "b": rng.normal(1e6, 1e3, size=200)})
+    pre = Preprocessor.fit(train, ["code"], ["a", "b"])
+    pool = {"code": ["5", 5, 5.0, 2.5, True, "y", None, "zz", 7, {"x": 1}],
+            "a": [0.5, -3, None, True, "2.5", "abc", 1e300, 10**400, 0, {"x": 1}],
+            "b": [1e6, 1.5e6, None, 3.4e38 * 1e6, -2, 0.0, 7, 1, 2, 3]}
+    many = FEW_ROWS + 11
+    cols = {c: [pool[c][int(i)] for i in rng.integers(0, len(pool[c]), many)] for c in pool}
+    cat_many, num_many = pre.transform_columns(cols, many)
+    for start in range(0, many - FEW_ROWS + 1):
+        part = {c: v[start:start + FEW_ROWS] for c, v in cols.items()}
+        cat, num = pre.transform_columns(part, FEW_ROWS)
+        assert cat.tolist() == cat_many[start:start + FEW_ROWS].tolist()
+        assert num.tobytes() == num_many[start:start + FEW_ROWS].tobytes()  # bit for bit
+        assert cat.flags.c_contiguous and num.flags.c_contiguous and num.dtype == np.float32
+    one_cat, one_num = pre.transform_columns({"code": [None]}, 1)  # a missing column reads as nulls
+    assert one_cat.tolist() == [[0]] and one_num.tolist() == [[0.0, 0.0]]
