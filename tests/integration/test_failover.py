@@ -64,6 +64,21 @@ def retrain(path: str, **kw):
     return flow(spec=path, deploy=False, reason="failover-test", **kw)
 
 
+def retrain_in_background(path: str) -> tuple[threading.Thread, dict]:
+    """retrain in a thread (with the test's Prefect settings); the dict gets its summary or error."""
+    result: dict = {}
+
+    def run():
+        try:
+            result["summary"] = retrain(path)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            result["error"] = e
+
+    t = threading.Thread(target=contextvars.copy_context().run, args=(run,))
+    t.start()
+    return t, result
+
+
 def test_training_code_error_is_not_failed_over(setup):
     setup["workers"].start(FIRST)
     setup["workers"].start(SECOND)
@@ -82,16 +97,7 @@ def test_killed_cloud_fails_over_and_resumes_from_checkpoint(setup):
     path = write_spec(setup, "kill", model={"batch_size": 256, "max_epochs": 4, "patience": 4,
                                             "hidden": [1024, 1024], "checkpoint_every": 20})
     store = Store(yaml.safe_load(open(path))["store"])
-    result: dict = {}
-
-    def run():
-        try:
-            result["summary"] = retrain(path)
-        except BaseException as e:  # noqa: BLE001 - reported below
-            result["error"] = e
-
-    t = threading.Thread(target=contextvars.copy_context().run, args=(run,))  # keeps the test's Prefect settings
-    t.start()
+    t, result = retrain_in_background(path)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:  # wait for two checkpoints from the first cloud
         ckpts = [k for k in store.list("checkpoints") if k.endswith(".pt")]
@@ -164,16 +170,7 @@ def test_sigterm_preempts_spot_and_auto_falls_back_to_on_demand(setup):
                                             "hidden": [1024, 1024], "checkpoint_every": 1000},
                       compute={"spot": "auto", "breaker": {"failures": 50, "window_minutes": 30}})
     store = Store(yaml.safe_load(open(path))["store"])
-    result: dict = {}
-
-    def run():
-        try:
-            result["summary"] = retrain(path)
-        except BaseException as e:  # noqa: BLE001 - reported below
-            result["error"] = e
-
-    t = threading.Thread(target=contextvars.copy_context().run, args=(run,))
-    t.start()
+    t, result = retrain_in_background(path)
     deadline = time.monotonic() + 240
     beat: dict = {}
     while time.monotonic() < deadline:  # the spot attempt's heartbeat, once it has trained some steps
