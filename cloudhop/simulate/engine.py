@@ -90,6 +90,14 @@ class PolicyResult:
                 "attempts": sum(r.attempts for r in self.retrains)}
 
 
+@dataclass
+class _Progress:
+    """One retrain's state across its attempts and resubmissions."""
+    work: float  # training hours still to do (checkpoints carry the rest)
+    spot_starts: dict[str, int] = field(default_factory=dict)  # per cloud: numbers the preemption draws
+    spot_lost: set[str] = field(default_factory=set)  # clouds where spot was lost
+
+
 class _PolicyRun:
     def __init__(self, world: World, policy: Policy):
         s = world.scenario
@@ -121,7 +129,7 @@ class _PolicyRun:
     def _retrain(self, trig: Trigger):
         r = RetrainResult(trig, trig.at + self.w.deadline_hours)
         self.result.retrains.append(r)
-        state = {"work": self.w.train_hours, "starts": {}, "lost": set()}
+        state = _Progress(self.w.train_hours)
         while True:
             clock = [self.env.now]
             since = self.world.when(clock[0]) - timedelta(minutes=self.breaker.window_minutes)
@@ -147,14 +155,14 @@ class _PolicyRun:
         if failure is not None:
             self.failures.append(failure)
 
-    def _launcher(self, plan: CapacityPlan, r: RetrainResult, state: dict[str, Any], clock: list[float]):
+    def _launcher(self, plan: CapacityPlan, r: RetrainResult, state: _Progress, clock: list[float]):
         world, w, f = self.world, self.w, self.f
 
         def launch(cloud: str, number: int, cand: Candidate) -> AttemptOutcome:
             t = clock[0]
             spot = plan.spot is not None and any(c is cand for c in plan.spot.candidates)
             r.attempts += 1
-            if not spot and cloud in state["lost"]:
+            if not spot and cloud in state.spot_lost:
                 r.on_demand_fallbacks += 1
             if world.down(cloud, t):
                 clock[0] += f.start_timeout_s / 3600.0
@@ -164,14 +172,14 @@ class _PolicyRun:
                 clock[0] += (f.start_timeout_s + f.startup_timeout_s) / 3600.0
                 self._fail(cloud, clock[0], "CANCELLED", f"{NOT_STARTED}: not running after the startup timeout")
                 if spot:
-                    state["lost"].add(cloud)
+                    state.spot_lost.add(cloud)
                 return AttemptOutcome("not_started", f"no {'spot' if spot else 'on-demand'} capacity on {cloud}")
             startup = w.startup_minutes / 60.0
-            needed = startup + state["work"]
+            needed = startup + state.work
             preempt = math.inf
             if spot:
-                state["starts"][cloud] = state["starts"].get(cloud, 0) + 1
-                preempt = world.preempted_after(cloud, r.trigger.index, state["starts"][cloud])
+                state.spot_starts[cloud] = state.spot_starts.get(cloud, 0) + 1
+                preempt = world.preempted_after(cloud, r.trigger.index, state.spot_starts[cloud])
             crash = world.next_outage(cloud, t) - t
             ran = min(needed, preempt, crash)
             r.cost += (cand.price_per_hour or 0.0) * ran + (cand.egress_cost or 0.0)
@@ -179,16 +187,16 @@ class _PolicyRun:
             checkpointed = math.floor(trained / (w.checkpoint_minutes / 60.0)) * w.checkpoint_minutes / 60.0
             clock[0] += ran
             if ran == needed:
-                state["work"] = 0.0
+                state.work = 0.0
                 return AttemptOutcome("completed")
             if ran == preempt:
                 kept = trained if w.checkpoint_on_sigterm else checkpointed
-                state["work"] -= kept
-                state["lost"].add(cloud)
+                state.work -= kept
+                state.spot_lost.add(cloud)
                 r.preemptions += 1
                 r.lost_hours += ran - kept
                 return AttemptOutcome("preempted", f"spot capacity on {cloud} taken back")
-            state["work"] -= checkpointed
+            state.work -= checkpointed
             clock[0] += f.heartbeat_timeout_s / 3600.0
             self._fail(cloud, clock[0], "CRASHED", "no heartbeat")
             return AttemptOutcome("crashed", f"{cloud} went down during the run")
