@@ -193,6 +193,10 @@ class FailoverSpec(_Strict):
                                      "(no capacity, image pull stuck) is cancelled: cloud fault")
     heartbeat_timeout_s: float = Field(default=30.0, gt=0, description="a running run silent this long has crashed")
     run_timeout_s: float = Field(default=6 * 3600, gt=0, description="longest a training run may take")
+    on_preemption: Literal["same-cloud", "next-cloud"] = Field(
+        default="same-cloud", description="after spot capacity is lost (preempted, or spot did not start): try the "
+                                          "same cloud again (on-demand under spot: auto) or move to the next cloud")
+    spot_retries: int = Field(default=1, ge=0, description="extra attempts on the same cloud after spot losses")
 
 
 class BreakerSpec(_Strict):
@@ -207,10 +211,18 @@ class ComputeSpec(_Strict):
     clouds: list[str] | None = Field(default=None, description="clouds allowed (all enabled ones when unset)")
     gpu_type: str | None = Field(default=None, description="GPU type asked for, e.g. H100 (any when unset)")
     gpu_count: int = Field(default=1, ge=0)
-    spot: bool = False
+    spot: Literal["spot", "on-demand", "auto"] = Field(
+        default="on-demand", description="capacity: spot only, on-demand only, or auto (spot first, on-demand on "
+                                         "the same cloud after a preemption or when spot does not start)")
     max_price_per_hour: float | None = Field(default=None, gt=0)
     failover: FailoverSpec = Field(default_factory=FailoverSpec)
     breaker: BreakerSpec = Field(default_factory=BreakerSpec)
+
+    @field_validator("spot", mode="before")
+    @classmethod
+    def _spot_bool(cls, value: Any) -> Any:
+        """`spot: true/false` (the older boolean) means spot / on-demand."""
+        return {True: "spot", False: "on-demand"}.get(value, value) if isinstance(value, bool) else value
 
 
 class PipelineSpec(_Strict):

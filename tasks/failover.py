@@ -17,8 +17,9 @@ from prefect.deployments import run_deployment
 from prefect.events import emit_event
 from prefect.states import Cancelled, Crashed
 
-from cloudhop.clouds import TRAIN_TAG, BreakerPolicy, Placement, TrainingRequest, cloud_tag, load_catalog, rank_clouds
-from cloudhop.clouds.failover import Attempt, AttemptOutcome, FailoverPolicy, run_with_failover
+from cloudhop.clouds import TRAIN_TAG, BreakerPolicy, Candidate, TrainingRequest, cloud_tag, load_catalog
+from cloudhop.clouds.failover import PREEMPTED, Attempt, AttemptOutcome, FailoverPolicy, run_with_failover
+from cloudhop.clouds.spot import CapacityPlan, plan_capacity, spot_launcher
 from cloudhop.pipeline import open_registry
 from cloudhop.training.handoff import heartbeat_key, load_trained, trained_prefix
 from cloudhop.spec import PipelineSpec
@@ -48,7 +49,8 @@ def watch_run(client, run_id, store, heartbeat_key: str, f, poll: float = 0.5) -
         if st == StateType.COMPLETED:
             return AttemptOutcome("completed", "completed", str(run_id), started_at)
         if st == StateType.FAILED:
-            return AttemptOutcome("failed", msg or "the training run failed", str(run_id), started_at)
+            kind = PREEMPTED if msg.startswith(PREEMPTED) else "failed"  # flows/train.py on SIGTERM
+            return AttemptOutcome(kind, msg or "the training run failed", str(run_id), started_at)
         if st == StateType.CRASHED:
             return AttemptOutcome("crashed", msg or "the training run crashed", str(run_id), started_at)
         if st in (StateType.CANCELLED, StateType.CANCELLING):
@@ -99,8 +101,9 @@ def dataset_bytes(spec: PipelineSpec, table=None) -> int:
 
 
 @task(name="place-training", cache_policy=NO_CACHE, persist_result=False)
-def place_task(spec: PipelineSpec, data_bytes: int) -> Placement:
-    """Rank clouds by estimated cost, skipping disabled, unfit, too dear or circuit-open ones."""
+def place_task(spec: PipelineSpec, data_bytes: int) -> CapacityPlan:
+    """Rank clouds by estimated cost, skipping disabled, unfit, too dear or circuit-open ones
+    (on spot, on-demand or both, as the spec's spot policy says)."""
     from tasks.pools import fetch_cloud_failures
 
     c = spec.compute
@@ -110,9 +113,9 @@ def place_task(spec: PipelineSpec, data_bytes: int) -> Placement:
     with get_client(sync_client=True) as client:
         failures = fetch_cloud_failures(client, now - timedelta(minutes=breaker.window_minutes))
     request = TrainingRequest(gpu_type=c.gpu_type, gpu_count=c.gpu_count, max_price_per_hour=c.max_price_per_hour,
-                              spot=c.spot, dataset_bytes=data_bytes, dataset_location=spec.dataset.uri,
+                              dataset_bytes=data_bytes, dataset_location=spec.dataset.uri,
                               clouds=c.clouds)
-    placement = rank_clouds(catalog, request, failures, now, breaker)
+    placement = plan_capacity(catalog, request, failures, now, breaker, c.spot)
     create_table_artifact(key=f"{spec.name}-placement", table=placement.table(),
                           description=f"Training placement: order {placement.order or 'none eligible'}")
     get_run_logger().info("placement order: %s", placement.order)
@@ -126,7 +129,7 @@ def _emit(spec: PipelineSpec, attempt: Attempt) -> None:
 
 
 @task(name="train-with-failover", cache_policy=NO_CACHE, persist_result=False)
-def train_with_failover_task(spec: PipelineSpec, placement: Placement, run_key: str):
+def train_with_failover_task(spec: PipelineSpec, placement: CapacityPlan, run_key: str):
     """Train on the placement's clouds in order. The run gets the spec by content (overrides
     applied), never a path: a container or a cloud job cannot read this machine's files."""
     logger = get_run_logger()
@@ -134,9 +137,8 @@ def train_with_failover_task(spec: PipelineSpec, placement: Placement, run_key: 
     store = open_registry(spec).store
     prefix = trained_prefix(spec.name, run_key)
 
-    def launch(cloud: str, number: int) -> AttemptOutcome:
-        logger.info("training on %s (attempt %s)", cloud, number)
-        candidate = placement.candidate(cloud)
+    def launch(cloud: str, number: int, candidate: Candidate) -> AttemptOutcome:
+        logger.info("training on %s (attempt %s, %s)", cloud, number, candidate.pool)
         fr = run_deployment(deployment_name(candidate.pool or cloud), timeout=0, as_subflow=True,
                             job_variables=candidate.job_variables or None,
                             parameters={"spec": spec.model_dump(mode="json"), "run_key": run_key,
@@ -150,7 +152,8 @@ def train_with_failover_task(spec: PipelineSpec, placement: Placement, run_key: 
         _emit(spec, a)
 
     try:
-        result = run_with_failover(placement.order, launch, FailoverPolicy.from_spec(f), on_attempt=record)
+        result = run_with_failover(placement.order, spot_launcher(placement, launch), FailoverPolicy.from_spec(f),
+                                   on_attempt=record)
     except Exception as e:
         attempts = getattr(e, "attempts", [])
         if attempts:

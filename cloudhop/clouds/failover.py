@@ -10,20 +10,27 @@ Outcomes of one attempt:
   not_started    the run did not start within the start timeout (no worker, no capacity).
   crashed        the run's infrastructure died (process killed, node lost, no heartbeat).
   infra_error    the platform refused or errored (submission failed, image pull, quota).
-The last three are cloud faults: retry the same cloud per policy, then move to the next.
+  preempted      the cloud took spot capacity back; the trainer checkpointed and stopped.
+not_started, crashed and infra_error are cloud faults: retry the same cloud per policy (with
+backoff), then move to the next. A spot loss (a preemption, or a spot run that did not start:
+`data["spot"]` set by the launcher) is its own case with its own budget and no backoff: the
+policy's `on_preemption` says whether to try the same cloud again (under the `auto` spot policy
+cloudhop.clouds.spot makes that try on-demand) or to move on at once.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Literal
 
 __all__ = ["Attempt", "AttemptOutcome", "FailoverPolicy", "FailoverResult", "TrainingFailed", "AllCloudsFailed",
-           "CLOUD_FAULTS", "run_with_failover"]
+           "CLOUD_FAULTS", "PREEMPTED", "run_with_failover",
+           "spot_lost"]
 
 CLOUD_FAULTS = frozenset({"not_started", "crashed", "infra_error"})
-OUTCOMES = CLOUD_FAULTS | {"completed", "failed"}
+PREEMPTED = "preempted"
+OUTCOMES = CLOUD_FAULTS | {"completed", "failed", PREEMPTED}
 
 
 @dataclass
@@ -49,6 +56,7 @@ class Attempt:
     detail: str
     run_id: str | None
     started_at: datetime | None = None
+    spot: bool | None = None  # spot capacity (None: the launcher did not say)
 
     def row(self) -> dict[str, Any]:
         d = asdict(self)
@@ -62,10 +70,18 @@ class Attempt:
 class FailoverPolicy:
     retries: int = 1  # extra attempts on the same cloud
     backoff_seconds: float = 2.0  # before the first retry; doubles after each
+    on_preemption: Literal["same-cloud", "next-cloud"] = "same-cloud"  # after a spot loss
+    spot_retries: int = 1  # extra attempts on the same cloud after spot losses (same-cloud only)
 
     @classmethod
     def from_spec(cls, f) -> "FailoverPolicy":
-        return cls(retries=f.retries, backoff_seconds=f.backoff_seconds)
+        return cls(retries=f.retries, backoff_seconds=f.backoff_seconds, on_preemption=f.on_preemption,
+                   spot_retries=f.spot_retries)
+
+
+def spot_lost(out: AttemptOutcome) -> bool:
+    """Whether `out` lost spot capacity: preempted, or a spot run that never started."""
+    return out.kind == PREEMPTED or (out.kind == "not_started" and bool(out.data.get("spot")))
 
 
 @dataclass
@@ -97,21 +113,26 @@ def _now() -> datetime:
 
 def run_with_failover(clouds: Iterable[str], launch: Callable[[str, int], AttemptOutcome],
                       policy: FailoverPolicy, *, on_attempt: Callable[[Attempt], None] | None = None,
-                      sleep: Callable[[float], None] = time.sleep) -> FailoverResult:
+                      sleep: Callable[[float], None] = time.sleep,
+                      now: Callable[[], datetime] = _now) -> FailoverResult:
     """Run `launch(cloud, attempt_number)` over clouds in order until one completes.
 
     A launch that raises is an infra_error of that cloud (the submission itself failed).
+    `sleep` and `now` are the clock (a simulation passes its own).
     """
     attempts: list[Attempt] = []
     for cloud in clouds:
         delay = policy.backoff_seconds
-        for number in range(1, policy.retries + 2):
-            submitted = _now()
+        number = faults = spot_losses = 0
+        while True:
+            number += 1
+            submitted = now()
             try:
                 out = launch(cloud, number)
             except Exception as e:  # the platform refused the submission
                 out = AttemptOutcome("infra_error", f"{type(e).__name__}: {e}")
-            attempt = Attempt(cloud, number, submitted, _now(), out.kind, out.detail, out.run_id, out.started_at)
+            attempt = Attempt(cloud, number, submitted, now(), out.kind, out.detail, out.run_id, out.started_at,
+                              out.data.get("spot"))
             attempts.append(attempt)
             if on_attempt:
                 on_attempt(attempt)
@@ -120,7 +141,14 @@ def run_with_failover(clouds: Iterable[str], launch: Callable[[str, int], Attemp
             if out.kind == "failed":
                 raise TrainingFailed(f"training failed on {cloud} (not a cloud fault, no failover): {out.detail}",
                                      attempts)
-            if number <= policy.retries:
-                sleep(delay)
-                delay *= 2
+            if spot_lost(out):
+                spot_losses += 1
+                if policy.on_preemption == "next-cloud" or spot_losses > policy.spot_retries:
+                    break
+                continue  # another capacity pool, not a flaky platform: no backoff
+            faults += 1
+            if faults > policy.retries:
+                break
+            sleep(delay)
+            delay *= 2
     raise AllCloudsFailed(attempts)

@@ -6,7 +6,8 @@ Naming assumed for training runs (set by the retrain flow when it starts a run):
   message starting with NOT_STARTED ('not started', as tasks/failover.py writes it).
 
 A run counts when it ended CRASHED (its infrastructure died or could not be submitted), or
-CANCELLED with the NOT_STARTED message. FAILED runs (the training code raised) and other
+CANCELLED with the NOT_STARTED message. FAILED runs (the training code raised, or a preempted
+spot run: flows/train.py ends it Failed with a message starting "preempted") and other
 cancellations (a person pressed cancel) do not count.
 """
 from __future__ import annotations

@@ -7,9 +7,9 @@
 
 Modules, lowest first: ``errors``, ``config``, ``labels`` (target encoding) and ``preprocess``
 (features) import no torch; ``model``; ``checkpoint`` (storage, load_model, check_compatible);
-``batches`` (the batch sources: in memory, or streamed from a table's parts); ``loop`` (the one
-training loop); ``trainer`` (``train``, which picks the batch source); then ``evaluate`` (metrics,
-baseline, promotion; no torch), ``onnx_export``, ``plots`` and ``handoff``.
+``batches`` (the batch sources: in memory, or streamed from a table's parts); ``preempt`` (SIGTERM
+stops training as preempted); ``loop`` (the one training loop); ``trainer`` (``train``, which picks
+the batch source); then ``evaluate`` (metrics, baseline, promotion; no torch), ``onnx_export``, ``plots`` and ``handoff``.
 
 Names load lazily: ``cloudhop.training.preprocess`` (used by the inference server) must not pull in torch.
 """
@@ -22,7 +22,7 @@ _EXPORTS = {
     "TrainConfig": "config", "TrainResult": "loop", "TrainingError": "errors", "CheckpointStore": "checkpoint",
     "train": "trainer", "load_model": "checkpoint", "encode_binary": "labels",
     "export_onnx": "onnx_export", "onnx_predict": "onnx_export", "check_parity": "onnx_export",
-    "loss_curve_png": "plots", "Preprocessor": "preprocess",
+    "loss_curve_png": "plots", "Preprocessor": "preprocess", "Preempted": "preempt",
 }
 
 __all__ = list(_EXPORTS)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
@@ -26,6 +27,7 @@ from cloudhop.training.checkpoint import CHECKPOINT_FORMAT, CheckpointStore, Res
 from cloudhop.training.config import TrainConfig
 from cloudhop.training.errors import TrainingError
 from cloudhop.training.model import TabularNet
+from cloudhop.training.preempt import Preempted, stop_on_sigterm
 from cloudhop.training.preprocess import Preprocessor
 
 __all__ = ["TrainResult", "TrainingLoop", "Progress", "pick_device", "make_optimizer", "loss_fn", "amp_settings",
@@ -139,6 +141,7 @@ class TrainingLoop:
         self.train_seconds = 0.0
         self._checked = 0  # epoch_losses[:_checked] are known finite
         self._last_report = time.monotonic()
+        self._stop = threading.Event()  # set by SIGTERM while run() trains
         self.planned_steps = math.ceil(source.rows / config.batch_size) * config.max_epochs
 
     # -- setup ---------------------------------------------------------------
@@ -272,7 +275,8 @@ class TrainingLoop:
                 if resume is not None:
                     self._restore(resume.state)
                     log.info("resuming from checkpoint at step %d", resume.step)
-                self._loop()
+                with stop_on_sigterm() as self._stop:
+                    self._loop()
             return self._result(resumed_from_step=resume.step if resume is not None else None)
 
     def _loop(self) -> None:
@@ -294,6 +298,8 @@ class TrainingLoop:
                 st.batch += 1
                 self.steps_run += 1
                 self.samples_run += y.shape[0]
+                if self._stop.is_set():
+                    self._preempted(t0)
                 if st.step % c.checkpoint_every == 0:
                     self._check_finite()
                     st.epoch_seconds += time.perf_counter() - t0
@@ -310,6 +316,16 @@ class TrainingLoop:
             elapsed = time.perf_counter() - t0
             self.train_seconds += elapsed
             self._end_epoch(elapsed)
+
+    def _preempted(self, t0: float) -> None:
+        """SIGTERM: checkpoint this step now (the next attempt resumes here) and stop."""
+        self._check_finite()
+        self.st.epoch_seconds += time.perf_counter() - t0
+        self.train_seconds += time.perf_counter() - t0
+        self._save_checkpoint()
+        self._report("preempted")
+        log.warning("SIGTERM: checkpoint saved at step %d, stopping as preempted", self.st.step)
+        raise Preempted(self.st.step)
 
     def _end_epoch(self, train_elapsed: float) -> None:
         c, st = self.config, self.st

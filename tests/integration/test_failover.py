@@ -10,6 +10,8 @@ failures the earlier tests caused.
 from __future__ import annotations
 
 import contextvars
+import os
+import signal
 import threading
 import time
 
@@ -62,6 +64,21 @@ def retrain(path: str, **kw):
     return flow(spec=path, deploy=False, reason="failover-test", **kw)
 
 
+def retrain_in_background(path: str) -> tuple[threading.Thread, dict]:
+    """retrain in a thread (with the test's Prefect settings); the dict gets its summary or error."""
+    result: dict = {}
+
+    def run():
+        try:
+            result["summary"] = retrain(path)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            result["error"] = e
+
+    t = threading.Thread(target=contextvars.copy_context().run, args=(run,))
+    t.start()
+    return t, result
+
+
 def test_training_code_error_is_not_failed_over(setup):
     setup["workers"].start(FIRST)
     setup["workers"].start(SECOND)
@@ -80,16 +97,7 @@ def test_killed_cloud_fails_over_and_resumes_from_checkpoint(setup):
     path = write_spec(setup, "kill", model={"batch_size": 256, "max_epochs": 4, "patience": 4,
                                             "hidden": [1024, 1024], "checkpoint_every": 20})
     store = Store(yaml.safe_load(open(path))["store"])
-    result: dict = {}
-
-    def run():
-        try:
-            result["summary"] = retrain(path)
-        except BaseException as e:  # noqa: BLE001 - reported below
-            result["error"] = e
-
-    t = threading.Thread(target=contextvars.copy_context().run, args=(run,))  # keeps the test's Prefect settings
-    t.start()
+    t, result = retrain_in_background(path)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:  # wait for two checkpoints from the first cloud
         ckpts = [k for k in store.list("checkpoints") if k.endswith(".pt")]
@@ -149,3 +157,42 @@ def test_circuit_breaker_skips_a_cloud_with_repeated_failures(setup):
     assert [a["cloud"] for a in s["attempts"]] == [SECOND]
     row = next(r for r in s["placement"] if r["cloud"] == FIRST)
     assert row["eligible"] is False and "circuit" in row["reason"]
+
+
+def test_sigterm_preempts_spot_and_auto_falls_back_to_on_demand(setup):
+    """A real SIGTERM to the training process of a spot attempt: it checkpoints at once and ends
+    preempted; the `auto` spot policy runs the next attempt on the same cloud on-demand, resuming."""
+    w = setup["workers"]
+    w.start(FIRST)
+    w.start(SECOND)
+    # auto, A100: only GCP has a spot price among the two, so it is tried first, on spot
+    path = write_spec(setup, "spot", model={"batch_size": 256, "max_epochs": 4, "patience": 4,
+                                            "hidden": [1024, 1024], "checkpoint_every": 1000},
+                      compute={"spot": "auto", "breaker": {"failures": 50, "window_minutes": 30}})
+    store = Store(yaml.safe_load(open(path))["store"])
+    t, result = retrain_in_background(path)
+    deadline = time.monotonic() + 240
+    beat: dict = {}
+    while time.monotonic() < deadline:  # the spot attempt's heartbeat, once it has trained some steps
+        keys = [k for k in store.list("runs") if k.endswith(f"heartbeat-{SECOND}-1.json")]
+        beat = store.read_json(keys[0]) if keys else {}
+        if beat.get("step", 0) >= 30:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"the spot attempt never trained 30 steps (last heartbeat {beat})")
+    assert not [k for k in store.list("checkpoints") if k.endswith(".pt")], "checkpoint_every is 1000: none yet"
+    os.kill(beat["pid"], signal.SIGTERM)  # the training process itself, not its worker
+    t.join(600)
+    assert not t.is_alive()
+    assert "error" not in result, result.get("error")
+    s = result["summary"]
+    assert [(a["cloud"], a["outcome"], a["spot"]) for a in s["attempts"]] == [
+        (SECOND, "preempted", True), (SECOND, "completed", False)]
+    assert "SIGTERM" in s["attempts"][0]["detail"]
+    rows = {(r["cloud"], r["capacity"]): r for r in s["placement"]}
+    assert rows[(SECOND, "spot")]["eligible"] and not rows[(FIRST, "spot")]["eligible"]
+    info = s["training"]
+    assert info["where"] == SECOND
+    # resumed from the checkpoint written on SIGTERM (no periodic one was due), not from scratch
+    assert info["resumed_from_step"] is not None and info["resumed_from_step"] >= beat["step"]

@@ -79,6 +79,17 @@ def test_retrain_parameters(deployed):
     assert {"type": "integer"} in p["max_epochs"]["anyOf"]
 
 
+def test_simulate_parameters(deployed):
+    """The simulator's run form: a scenario path and typed, optional overrides."""
+    d = deployed["deployments"]["simulate"]
+    p = _schema(d)["properties"]
+    assert set(p) == {"scenario", "days", "seed", "drift_retrains_per_week", "png"}
+    assert p["scenario"]["type"] == "string" and d.parameters == {"scenario": "scenarios/default.yaml"}
+    assert {"type": "integer"} in p["days"]["anyOf"] and {"type": "integer"} in p["seed"]["anyOf"]
+    assert {"type": "number"} in p["drift_retrains_per_week"]["anyOf"]
+    assert all(p[k]["default"] is None for k in ("days", "seed", "drift_retrains_per_week"))
+
+
 def test_schedules(deployed):
     d = deployed["deployments"]
     retrain = [s for s in d["retrain"].schedules]

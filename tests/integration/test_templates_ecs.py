@@ -21,7 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 
 
-def test_gpu_task_definition_registers_and_task_starts(moto_url):
+@pytest.mark.parametrize("spot", [False, True], ids=["on-demand", "spot"])
+def test_gpu_task_definition_registers_and_task_starts(moto_url, spot):
+    """On-demand: launch type EC2. Spot: the catalog's spot capacity provider, and no launch type
+    (RunTask, and moto, refuse both at once)."""
     creds = {"region_name": REGION, "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     ecs = boto3.client("ecs", endpoint_url=moto_url, **creds)
     ec2 = boto3.client("ec2", endpoint_url=moto_url, **creds)
@@ -35,8 +38,8 @@ def test_gpu_task_definition_registers_and_task_starts(moto_url):
 
     # the job variables placement picks for an A10G on AWS, plus what this test cluster needs
     catalog = load_catalog(ROOT / "deployments" / "clouds.yaml")
-    candidate = rank_clouds(catalog, TrainingRequest(gpu_type="A10G", dataset_bytes=10**9, dataset_location="aws"),
-                            [], datetime.now(timezone.utc)).candidate("aws")
+    candidate = rank_clouds(catalog, TrainingRequest(gpu_type="A10G", dataset_bytes=10**9, dataset_location="aws",
+                                                     spot=spot), [], datetime.now(timezone.utc)).candidate("aws")
     assert candidate.eligible and candidate.pool == "aws-gpu"
     values = {**candidate.job_variables, "cluster": cluster, "cpu": 2048, "memory": 4096,  # fits moto's instance
               "aws_credentials": {**creds, "aws_client_parameters": {"endpoint_url": moto_url}}}
@@ -55,7 +58,10 @@ def test_gpu_task_definition_registers_and_task_starts(moto_url):
 
     task = ecs.describe_tasks(cluster=cluster, tasks=[task_arn])["tasks"][0]
     assert task["clusterArn"] == cluster_arn and cluster_arn.endswith(f"/{cluster}")
-    assert task["launchType"] == "EC2"
+    if spot:
+        assert task["capacityProviderName"] == "cloudhop-gpu-spot" and not task.get("launchType")
+    else:
+        assert task["launchType"] == "EC2" and not task.get("capacityProviderName")
     assert task["containerInstanceArn"] in ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
     taskdef = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
     assert taskdef["requiresCompatibilities"] == ["EC2"]

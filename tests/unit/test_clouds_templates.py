@@ -1,10 +1,12 @@
 """The committed work-pool templates are exactly what the generator makes from the installed workers."""
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from cloudhop.clouds import CatalogError, build_template, load_catalog, parse_catalog
+from cloudhop import providers
+from cloudhop.clouds import CatalogError, TrainingRequest, build_template, load_catalog, parse_catalog, rank_clouds
 from tasks.pools import worker_default_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,3 +88,46 @@ def test_unknown_default_or_pool_is_an_error(defaults):
         build_template(cat, "aws-gpu", defaults["ecs"])
     with pytest.raises(CatalogError, match="unknown work pool 'nope'"):
         build_template(cat, "nope", defaults["ecs"])
+
+
+def _render(template: dict, job_variables: dict) -> dict:
+    """The job configuration a worker gets: the template's defaults overlaid with the run's variables."""
+    from prefect.utilities.templating import apply_values
+
+    values = {k: v["default"] for k, v in template["variables"]["properties"].items() if "default" in v}
+    return apply_values(template["job_configuration"], {**values, **job_variables})
+
+
+def _asks_for_spot(pool_type: str, job: dict) -> bool:
+    if pool_type == "ecs":
+        return job["task_run_request"].get("capacityProviderStrategy") == [
+            {"capacityProvider": "cloudhop-gpu-spot", "weight": 1}]
+    if pool_type == "vertex-ai":
+        return (job["job_spec"].get("scheduling") or {}).get("strategy") == "SPOT"
+    pod = job["job_manifest"]["spec"]["template"]["spec"]
+    return (pod.get("nodeSelector") or {}).get("kubernetes.azure.com/scalesetpriority") == "spot" and any(
+        t.get("key") == "kubernetes.azure.com/scalesetpriority" and t.get("effect") == "NoSchedule"
+        for t in pod.get("tolerations") or [])
+
+
+SPOT_OFFERS = [(cloud.name, offer.gpu) for cloud in CATALOG.clouds.values() for offer in cloud.offers
+               if offer.spot is not None and not providers.pool_type(cloud.pool_of(offer).type).runs_here]
+
+
+def test_every_cloud_with_spot_prices_has_spot_offers_to_test():
+    assert {cloud for cloud, _ in SPOT_OFFERS} == {"aws", "gcp", "azure"}
+
+
+@pytest.mark.parametrize("cloud,gpu", SPOT_OFFERS)
+def test_spot_placement_asks_the_pool_for_spot_capacity(cloud, gpu, defaults):
+    """What placement passes for a spot offer selects spot capacity in the rendered job (an ECS
+    capacity provider, Vertex AI SPOT scheduling, the AKS spot node pool); on-demand does not."""
+    now = datetime.now(timezone.utc)
+    for spot in (True, False):
+        c = rank_clouds(CATALOG, TrainingRequest(gpu_type=gpu, spot=spot, dataset_bytes=0, dataset_location=cloud,
+                                                 clouds=[cloud]), [], now).candidate(cloud)
+        assert c.eligible, c.reason
+        template = build_template(CATALOG, c.pool, defaults[c.pool_type])
+        unknown = set(c.job_variables) - set(template["variables"]["properties"])
+        assert not unknown, f"{cloud} {gpu}: {unknown} are not variables of the {c.pool_type} template"
+        assert _asks_for_spot(c.pool_type, _render(template, c.job_variables)) is spot, (cloud, gpu, spot)

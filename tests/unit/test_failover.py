@@ -62,3 +62,51 @@ def test_every_cloud_down_lists_each_attempt():
 def test_unknown_outcome_rejected():
     with pytest.raises(ValueError):
         AttemptOutcome("weird")
+
+
+def test_preemption_retries_the_same_cloud_without_backoff_and_spares_the_fault_budget():
+    launch, calls = scripted({"a": ["preempted", "crashed", "completed"]})
+    sleeps = []
+    r = run_with_failover(["a", "b"], launch, FailoverPolicy(retries=1, backoff_seconds=5, spot_retries=1),
+                          sleep=sleeps.append)
+    assert calls == [("a", 1), ("a", 2), ("a", 3)] and r.cloud == "a"
+    assert sleeps == [5]  # only the crash backs off
+    assert [a.outcome for a in r.attempts] == ["preempted", "crashed", "completed"]
+
+
+def test_preemption_moves_on_when_the_policy_says_next_cloud():
+    launch, calls = scripted({"a": ["preempted", "completed"], "b": ["completed"]})
+    r = run_with_failover(["a", "b"], launch, FailoverPolicy(retries=3, on_preemption="next-cloud"),
+                          sleep=lambda s: None)
+    assert calls == [("a", 1), ("b", 1)] and r.cloud == "b"
+
+
+def test_spot_losses_have_their_own_budget():
+    launch, calls = scripted({"a": ["preempted", "preempted", "completed"], "b": ["completed"]})
+    r = run_with_failover(["a", "b"], launch, FailoverPolicy(retries=5, spot_retries=1), sleep=lambda s: None)
+    assert calls == [("a", 1), ("a", 2), ("b", 1)] and r.cloud == "b"
+
+
+def test_a_spot_run_that_did_not_start_is_a_spot_loss_and_an_on_demand_one_a_fault():
+    def launch(cloud, number):
+        return AttemptOutcome("not_started" if number == 1 else "completed", data={"spot": cloud == "a"})
+
+    sleeps = []
+    r = run_with_failover(["a"], launch, FailoverPolicy(retries=0, spot_retries=1), sleep=sleeps.append)
+    assert [(a.outcome, a.spot) for a in r.attempts] == [("not_started", True), ("completed", True)]
+    with pytest.raises(AllCloudsFailed):  # on-demand: a cloud fault, and retries=0
+        run_with_failover(["b"], launch, FailoverPolicy(retries=0, spot_retries=1), sleep=sleeps.append)
+    assert sleeps == []
+
+
+def test_the_clock_is_the_callers():
+    from datetime import datetime, timedelta, timezone
+
+    t = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
+
+    def launch(cloud, number):
+        t[0] += timedelta(hours=2)
+        return AttemptOutcome("completed")
+
+    r = run_with_failover(["a"], launch, FailoverPolicy(), now=lambda: t[0])
+    assert r.attempts[0].row()["seconds"] == 7200.0

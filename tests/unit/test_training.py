@@ -177,6 +177,30 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, frames, reference):
     assert_same_weights(again.model, reference.model)
 
 
+def test_sigterm_checkpoints_at_once_and_stops_as_preempted(tmp_path, frames, reference):
+    """A real SIGTERM to this process during training (sent at the step-7 checkpoint): the next step
+    is checkpointed at once, training stops with Preempted, and a resume ends with the same weights."""
+    import os
+    import signal
+
+    from cloudhop.training import Preempted
+
+    ckpts = CheckpointStore(Store(str(tmp_path / "store")), "ck")
+    before = signal.getsignal(signal.SIGTERM)
+
+    def sigterm_at_7(event):
+        if event["event"] == "checkpoint" and event["step"] == 7:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Preempted) as e:
+        fit(frames[0], frames[1], checkpoints=ckpts, progress=sigterm_at_7)
+    assert e.value.step == 8 and ckpts.steps() == [7, 8]  # step 8 was not a checkpoint step (every 7)
+    assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
+    resumed = fit(frames[0], frames[1], checkpoints=ckpts)
+    assert resumed.resumed_from_step == 8 and resumed.steps == reference.steps
+    assert_same_weights(resumed.model, reference.model)
+
+
 def test_corrupt_newest_checkpoint_is_skipped(tmp_path, frames, reference):
     store = Store(str(tmp_path / "store"))
     ckpts = CheckpointStore(store, "ck")

@@ -1,0 +1,93 @@
+"""Spot or on-demand, per attempt: the spot policy on top of placement and failover.
+
+Pure policy, shared by the retrain flow (tasks/failover.py) and the placement simulator.
+
+  spot        every attempt asks for spot capacity; clouds without a spot price are skipped.
+  on-demand   every attempt asks for on-demand capacity (the default).
+  auto        a cloud with a spot price is tried on spot first; after it lost spot capacity
+              there (preempted, or the spot run did not start within the start timeout) the
+              next attempt on that cloud is on-demand. Clouds without a spot price are tried
+              on-demand, after the spot ones.
+
+Whether the attempt after a spot loss stays on the same cloud or moves on is the failover
+policy's `on_preemption` (cloudhop.clouds.failover).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Sequence
+
+from cloudhop.clouds.catalog import Catalog
+from cloudhop.clouds.failover import AttemptOutcome, spot_lost
+from cloudhop.clouds.placement import BreakerPolicy, Candidate, Failure, Placement, TrainingRequest, rank_clouds
+
+__all__ = ["SPOT_POLICIES", "CapacityPlan", "plan_capacity", "spot_launcher"]
+
+SPOT_POLICIES = ("spot", "on-demand", "auto")
+
+SpotLaunch = Callable[[str, int, Candidate], AttemptOutcome]  # (cloud, attempt number, candidate) -> outcome
+
+
+@dataclass(frozen=True)
+class CapacityPlan:
+    """The clouds to try, in order, and the candidate (offer, price, job variables) for each
+    cloud on spot and on-demand capacity, as the spot policy allows."""
+    policy: str
+    spot: Placement | None  # None under the on-demand policy
+    on_demand: Placement | None  # None under the spot policy
+
+    @property
+    def order(self) -> list[str]:
+        """Cloud names to try (for failover): spot-eligible ones by spot cost first, then on-demand ones."""
+        spot = self.spot.order if self.spot else []
+        rest = [c for c in (self.on_demand.order if self.on_demand else []) if c not in spot]
+        return spot + rest
+
+    def candidate(self, cloud: str, spot: bool) -> Candidate:
+        placement = self.spot if spot else self.on_demand
+        if placement is None:
+            raise ValueError(f"the {self.policy} spot policy has no {'spot' if spot else 'on-demand'} placement")
+        return placement.candidate(cloud)
+
+    def spot_eligible(self, cloud: str) -> bool:
+        return self.spot is not None and cloud in self.spot.order
+
+    def table(self) -> list[dict[str, Any]]:
+        """The placement table(s), each row marked with its capacity."""
+        rows = []
+        for capacity, placement in (("spot", self.spot), ("on-demand", self.on_demand)):
+            if placement is not None:
+                rows += [{**row, "capacity": capacity} for row in placement.table()]
+        return rows
+
+
+def plan_capacity(catalog: Catalog, request: TrainingRequest, failures: Sequence[Failure], now: datetime,
+                  breaker: BreakerPolicy, policy: str) -> CapacityPlan:
+    """Rank the clouds (cloudhop.clouds.placement.rank_clouds) for the capacity `policy` allows."""
+    if policy not in SPOT_POLICIES:
+        raise ValueError(f"unknown spot policy {policy!r}; expected one of {', '.join(SPOT_POLICIES)}")
+
+    def rank(spot: bool) -> Placement:
+        return rank_clouds(catalog, dataclasses.replace(request, spot=spot), failures, now, breaker)
+
+    return CapacityPlan(policy, rank(True) if policy != "on-demand" else None,
+                        rank(False) if policy != "spot" else None)
+
+
+def spot_launcher(plan: CapacityPlan, launch: SpotLaunch) -> Callable[[str, int], AttemptOutcome]:
+    """The `launch(cloud, number)` run_with_failover calls: it picks spot or on-demand for each
+    attempt by the plan's policy, calls `launch(cloud, number, candidate)`, and marks the outcome's
+    `data["spot"]` (so failover can tell a spot loss from a cloud fault)."""
+    lost: set[str] = set()  # clouds where spot capacity was lost in this run
+
+    def run(cloud: str, number: int) -> AttemptOutcome:
+        spot = plan.policy == "spot" or (plan.policy == "auto" and plan.spot_eligible(cloud) and cloud not in lost)
+        out = launch(cloud, number, plan.candidate(cloud, spot))
+        out.data["spot"] = spot
+        if spot and spot_lost(out):
+            lost.add(cloud)
+        return out
+
+    return run
