@@ -96,12 +96,16 @@ def cmd_replay(a) -> int:
     return 0
 
 
-def cmd_audit(a) -> int:
+def _store_of(a) -> Store:
+    """`--store` when given, else the store of `--spec`."""
     if a.store:
-        store = Store(a.store)
-    else:
-        s = load_spec(a.spec)
-        store = Store(s.store, s.store_options)
+        return Store(a.store)
+    s = load_spec(a.spec)
+    return Store(s.store, s.store_options)
+
+
+def cmd_audit(a) -> int:
+    store = _store_of(a)
     events = AuditLog(store).events(a.model)
     if a.json:
         for e in events:
@@ -124,11 +128,7 @@ def cmd_cost(a) -> int:
     """Totals of what training attempts cost, from the store's cost records and manifests."""
     from cloudhop.costs import CostRecordError, attempt_rows, cost_chart_png, totals
 
-    if a.store:
-        store = Store(a.store)
-    else:
-        s = load_spec(a.spec)
-        store = Store(s.store, s.store_options)
+    store = _store_of(a)
     try:
         rows = attempt_rows(store, [a.model] if a.model else None, a.since, public_key=public_key_from_env())
     except CostRecordError as e:
