@@ -136,3 +136,28 @@ def test_a_broken_record_is_named_and_nothing_is_lost(filled, capsys):
         attempt_rows(filled)
     assert len(attempt_rows(filled, ["churn"])) == 1  # other models still report
     assert filled.exists("costs/flights/r1.json")  # nothing removed
+
+
+def test_throughput_records_feed_the_speed_model(store):
+    from datetime import datetime, timezone
+
+    from cloudhop.clouds import SpeedModel, parse_catalog
+    from cloudhop.costs import read_throughput, write_throughput
+    from cloudhop.clouds.speed import Throughput
+
+    for i, sps in enumerate((900.0, 1000.0, 1200.0)):
+        write_throughput(store, f"run-{i}", Throughput("aws", "p4", "A100", sps,
+                                                       datetime(2026, 12, 1, i, tzinfo=timezone.utc), "flights"))
+    history = read_throughput(store, "flights", newest=2)
+    assert [t.samples_per_s for t in history] == [1000.0, 1200.0]  # the newest two, oldest first
+    offer = parse_catalog({"clouds": {"aws": {
+        "region": "r", "prices_as_of": "2025-06-01", "work_pools": [{"name": "aws-gpu", "type": "process"}],
+        "offers": [{"gpu": "A100", "count": 1, "instance": "p4", "on_demand": 3.0}],
+        "object_store": {"uri": "s3://b", "egress_per_gb": 0.09}}}}).cloud("aws").offers[0]
+    assert SpeedModel(history).samples_per_s("aws", offer).samples_per_s == 1100.0
+    assert read_throughput(store, "churn") == []
+    store.write_json("throughput/flights/broken.json", {"cloud": "aws"})
+    with pytest.raises(CostRecordError, match="throughput/flights/broken.json is not a valid throughput record"):
+        read_throughput(store, "flights")
+    with pytest.raises(CostRecordError, match="cannot name a store key"):
+        read_throughput(store, "../etc")
