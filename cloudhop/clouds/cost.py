@@ -74,7 +74,7 @@ class RetrainCost:
     def to_dict(self) -> dict[str, Any]:
         """What the manifest, the run record and the cost event carry (cloudhop.registry.manifest.CostInfo)."""
         return {"model": self.model, "run_key": self.run_key, "currency": self.currency,
-                "total": round(self.total, 6), "wasted": round(self.wasted, 6),
+                "total": self.total, "wasted": self.wasted,
                 "attempts": [a.row() for a in self.attempts]}
 
     def table(self) -> list[dict[str, Any]]:

@@ -114,13 +114,13 @@ def test_killed_cloud_fails_over_and_resumes_from_checkpoint(setup):
     assert info["where"] == SECOND
     assert info["resumed_from_step"] is not None and info["resumed_from_step"] >= killed_at_step
     assert info["steps_run"] < info["steps"], "the second cloud redid everything"
-    check_cost(s, store, [(FIRST, "crashed"), (SECOND, "completed")])
+    check_cost(s, store, [(FIRST, "crashed"), (SECOND, "completed")], setup["data"].stat().st_size)
     [measured] = store.list("throughput")  # the successful attempt's speed, for the next placement
     assert store.read_json(measured)["cloud"] == SECOND
     assert store.read_json(measured)["samples_per_s"] == info["samples_per_s"] > 0
 
 
-def check_cost(summary: dict, store: Store, expect: list[tuple[str, str]]) -> None:
+def check_cost(summary: dict, store: Store, expect: list[tuple[str, str]], data_bytes: int) -> None:
     """Every attempt costs price x measured time, and the same cost is in the manifest, the run
     record, the table artifact and the events."""
     from prefect.client.orchestration import get_client
@@ -136,7 +136,8 @@ def check_cost(summary: dict, store: Store, expect: list[tuple[str, str]]) -> No
             measured = (datetime.fromisoformat(a["ended_at"]) - datetime.fromisoformat(a["started_at"])).total_seconds()
             assert a["billed_seconds"] == pytest.approx(measured) and measured > 0
             assert a["cost"] == pytest.approx(a["price_per_hour"] * measured / 3600)
-            assert a["egress_bytes"] == 0 and a["egress_cost"] == 0  # the data is on this machine
+            # each started attempt read the dataset from this machine: bytes moved, no per-GB fee
+            assert a["egress_bytes"] == data_bytes and a["egress_cost"] == 0
             run = c.read_flow_run(a["run_id"])  # Prefect's own clock of the training run agrees
             assert abs((run.end_time - run.start_time).total_seconds() - measured) < 5, (run.start_time, a)
         assert cost["total"] == pytest.approx(sum(a["cost"] for a in cost["attempts"]))
