@@ -96,12 +96,16 @@ def cmd_replay(a) -> int:
     return 0
 
 
-def cmd_audit(a) -> int:
+def _store_of(a) -> Store:
+    """`--store` when given, else the store of `--spec`."""
     if a.store:
-        store = Store(a.store)
-    else:
-        s = load_spec(a.spec)
-        store = Store(s.store, s.store_options)
+        return Store(a.store)
+    s = load_spec(a.spec)
+    return Store(s.store, s.store_options)
+
+
+def cmd_audit(a) -> int:
+    store = _store_of(a)
     events = AuditLog(store).events(a.model)
     if a.json:
         for e in events:
@@ -118,6 +122,46 @@ def cmd_audit(a) -> int:
         print(f"{e.get('at')}  {e.get('model')}  {e.get('action'):<9}  {e.get('subject')}  {move}  "
               f"by {actor}{extra}{reason}")
     return 0
+
+
+def cmd_cost(a) -> int:
+    """Totals of what training attempts cost, from the store's cost records and manifests."""
+    from cloudhop.costs import CostRecordError, attempt_rows, cost_chart_png, totals
+
+    store = _store_of(a)
+    try:
+        rows = attempt_rows(store, [a.model] if a.model else None, a.since, public_key=public_key_from_env())
+    except CostRecordError as e:
+        print(f"cloudhop cost: {e}", file=sys.stderr)
+        return 2
+    if a.csv:
+        rows.to_csv(a.csv, index=False)
+    if a.parquet:
+        rows.to_parquet(a.parquet, index=False)
+    if a.chart:
+        with open(a.chart, "wb") as f:
+            f.write(cost_chart_png(rows))
+    scope = f"{a.model or 'every model'}{f' since {a.since}' if a.since else ''} in {store.uri}"
+    if rows.empty:
+        print(f"no priced training attempts for {scope}")
+        return 0
+    failed = int(rows["wasted"].sum())
+    print(f"{rows['run_key'].nunique()} retrains, {len(rows)} training attempts ({failed} did not complete) "
+          f"for {scope}, {rows['day'].min()} .. {rows['day'].max()}; US dollars")
+    print(totals(rows, a.by).to_string(index=False))
+    for what, path in (("attempts (CSV)", a.csv), ("attempts (Parquet)", a.parquet), ("chart", a.chart)):
+        if path:
+            print(f"{what}: {path}")
+    return 0
+
+
+def _day(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def cmd_keygen(a) -> int:
@@ -171,6 +215,18 @@ def main(argv: list[str] | None = None) -> int:
     au.add_argument("--store", help="read this store instead (e.g. a server's --log-store, where its hot swaps go)")
     au.add_argument("--json", action="store_true", help="one JSON object per line")
     au.set_defaults(func=cmd_audit)
+    co = sub.add_parser("cost", help="what training cost: totals by cloud, model or month, and the waste on "
+                                     "attempts that did not complete")
+    co.add_argument("--model", help="only this model (default: every model in the store)")
+    co.add_argument("--since", type=_day, help="only attempts that ended on or after this day (YYYY-MM-DD, UTC)")
+    co.add_argument("--by", choices=["cloud", "model", "month"], default="cloud",
+                    help="group totals by (default cloud)")
+    co.add_argument("--spec", default="specs/flights.yaml", help="the spec whose store holds the records")
+    co.add_argument("--store", help="read this store instead (a local folder or URI)")
+    co.add_argument("--csv", metavar="PATH", help="write every priced attempt to this CSV file")
+    co.add_argument("--parquet", metavar="PATH", help="write every priced attempt to this Parquet file")
+    co.add_argument("--chart", metavar="PATH", help="write a PNG of cost by cloud per day")
+    co.set_defaults(func=cmd_cost)
     k = sub.add_parser("keygen", help="make an Ed25519 key pair for signing versions")
     k.add_argument("dir", help="folder for signing.pem and signing.pub")
     k.set_defaults(func=cmd_keygen)

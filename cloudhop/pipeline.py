@@ -17,8 +17,8 @@ import pandas as pd
 from cloudhop.data import Executor, Table, Windows, open_table, split as split_table
 from cloudhop.registry import ModelVersion, Registry
 from cloudhop.registry import signing
-from cloudhop.registry.manifest import (DatasetInfo, DriftSummary, Features, Manifest, Metrics, TrainingInfo,
-                                        ValidationSummary)
+from cloudhop.registry.manifest import (CostInfo, DatasetInfo, DriftSummary, Features, Manifest, Metrics,
+                                        TrainingInfo, ValidationSummary)
 from cloudhop.registry.revision import code_revision
 from cloudhop.spec import PipelineSpec
 from cloudhop.store import Store
@@ -177,7 +177,7 @@ def smoke_set(spec: PipelineSpec, windows: Windows, trained: Trained, n: int = 3
 
 def register(spec: PipelineSpec, registry: Registry, trained: Trained, evaluation: Evaluation,
              validation_summary: dict, validation_json: dict, drift, smoke: dict, data_fingerprint: str,
-             windows: Windows, run_id: str | None = None) -> ModelVersion:
+             windows: Windows, run_id: str | None = None, cost: dict | None = None) -> ModelVersion:
     """Publish a version: every artifact, then the manifest that makes it visible."""
     from cloudhop.training import loss_curve_png
 
@@ -216,4 +216,6 @@ def register(spec: PipelineSpec, registry: Registry, trained: Trained, evaluatio
         run_id=run_id,
         python=platform.python_version(),
     )
+    if cost is not None:  # set only when known: a manifest holds just the fields its writer set
+        manifest.cost = CostInfo.model_validate(cost)
     return registry.publish(files, manifest)

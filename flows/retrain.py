@@ -90,15 +90,15 @@ def retrain(
     data_bytes = dataset_bytes(s, table) if s.compute.mode == "pools" else 0
     del table
     registry = open_registry(s)
-    attempts = placement = None
+    attempts = placement = cost = None
     if s.compute.mode == "pools":
-        placement = place_task(s, data_bytes)
-        trained, attempts = train_with_failover_task(s, placement, str(flow_run.get_id() or "adhoc"))
+        placement = place_task(s, data_bytes, windows.sizes()["train"] * s.model.max_epochs)
+        trained, attempts, cost = train_with_failover_task(s, placement, str(flow_run.get_id() or "adhoc"))
     else:
         trained = train_task(s, windows, fp)
     evaluation = evaluate_task(s, windows, trained, registry)
     smoke = smoke_task(s, windows, trained)
-    mv = register_task(s, registry, trained, evaluation, validation, drift, smoke, fp, windows)
+    mv = register_task(s, registry, trained, evaluation, validation, drift, smoke, fp, windows, cost)
 
     deployed = None
     if evaluation.promote:
@@ -120,7 +120,7 @@ def retrain(
         "metrics": {"candidate": evaluation.candidate, "champion": evaluation.champion,
                     "baseline": evaluation.baseline},
         "drift": drift.summary(), "training": trained.info, "attempts": attempts,
-        "placement": placement.table() if placement else None, "deployed": deployed,
+        "placement": placement.table() if placement else None, "cost": cost, "deployed": deployed,
         "store": registry.store.url(mv.prefix),
     }
     create_markdown_artifact(key=f"{s.name}-summary", markdown=_summary_md(summary), description="retrain summary")
@@ -137,7 +137,19 @@ def _summary_md(s: dict) -> str:
             f"| metric | candidate | champion | baseline |\n|---|---|---|---|\n{rows}\n\n"
             f"Drift share {d['share']:.3f}; drifted columns: {', '.join(d['drifted_columns']) or 'none'}\n\n"
             f"Trained on {s['training'].get('where')} ({s['training'].get('device')}), "
-            f"{s['training'].get('steps')} steps. Artifacts: `{s['store']}`\n")
+            f"{s['training'].get('steps')} steps. Artifacts: `{s['store']}`\n" + _cost_md(s["cost"]))
+
+
+def _cost_md(cost: dict | None) -> str:
+    """The training attempts' cost as a table (none for in-process training)."""
+    if not cost:
+        return ""
+    rows = "\n".join(f"| {a['cloud']} #{a['number']} | {a['outcome']} | {a['offer'] or ''} | "
+                     f"{a['price_per_hour']:.4f} | {a['billed_seconds']:.1f} | {a['egress_cost']:.4f} | "
+                     f"{a['cost']:.4f} |" for a in cost["attempts"])
+    return (f"\n## Training cost: ${cost['total']:.4f} ({cost['currency']}), wasted ${cost['wasted']:.4f}\n\n"
+            f"| attempt | outcome | offer | $/hour | billed s | egress $ | cost $ |\n|---|---|---|---|---|---|---|\n"
+            f"{rows}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Drift:        share {d['share']:.3f}, drifted columns: {', '.join(d['drifted_columns']) or 'none'}")
     t = s["training"]
     print(f"Training:     {t.get('steps')} steps on {t.get('where')} ({t.get('device')}), {t.get('samples_per_s')} samples/s")
+    if s["cost"]:
+        c = s["cost"]
+        print(f"Cost:         ${c['total']:.4f} over {len(c['attempts'])} attempt(s), ${c['wasted']:.4f} wasted")
     print(f"Artifacts:    {s['store']}")
     for name, dep in (s.get("deployed") or {}).items():
         print(f"Serving:      {name} runs v{dep['version']} ({dep.get('url', '')})")

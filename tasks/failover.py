@@ -18,9 +18,13 @@ from prefect.events import emit_event
 from prefect.states import Cancelled, Crashed
 
 from cloudhop.clouds import TRAIN_TAG, BreakerPolicy, Candidate, TrainingRequest, cloud_tag, load_catalog
+from cloudhop.clouds.cost import RetrainCost, attempt_cost
 from cloudhop.clouds.failover import PREEMPTED, Attempt, AttemptOutcome, FailoverPolicy, run_with_failover
+from cloudhop.clouds.speed import SpeedModel, Throughput
 from cloudhop.clouds.spot import CapacityPlan, plan_capacity, spot_launcher
+from cloudhop.costs import read_throughput, write_cost, write_throughput
 from cloudhop.pipeline import open_registry
+from cloudhop.training.config import TRAINER_GPUS
 from cloudhop.training.handoff import heartbeat_key, load_trained, trained_prefix
 from cloudhop.spec import PipelineSpec
 
@@ -101,9 +105,10 @@ def dataset_bytes(spec: PipelineSpec, table=None) -> int:
 
 
 @task(name="place-training", cache_policy=NO_CACHE, persist_result=False)
-def place_task(spec: PipelineSpec, data_bytes: int) -> CapacityPlan:
-    """Rank clouds by estimated cost, skipping disabled, unfit, too dear or circuit-open ones
-    (on spot, on-demand or both, as the spec's spot policy says)."""
+def place_task(spec: PipelineSpec, data_bytes: int, work_samples: int | None = None) -> CapacityPlan:
+    """Rank clouds by expected cost (hours from the model's measured throughput per offer),
+    skipping disabled, unfit, too dear or circuit-open ones (on spot, on-demand or both, as the
+    spec's spot policy says)."""
     from tasks.pools import fetch_cloud_failures
 
     c = spec.compute
@@ -112,26 +117,52 @@ def place_task(spec: PipelineSpec, data_bytes: int) -> CapacityPlan:
     now = datetime.now(timezone.utc)
     with get_client(sync_client=True) as client:
         failures = fetch_cloud_failures(client, now - timedelta(minutes=breaker.window_minutes))
+    history = read_throughput(open_registry(spec).store, spec.name)
     request = TrainingRequest(gpu_type=c.gpu_type, gpu_count=c.gpu_count, max_price_per_hour=c.max_price_per_hour,
                               dataset_bytes=data_bytes, dataset_location=spec.dataset.uri,
-                              clouds=c.clouds)
-    placement = plan_capacity(catalog, request, failures, now, breaker, c.spot)
+                              clouds=c.clouds, work_samples=work_samples, trainer_gpus=TRAINER_GPUS)
+    placement = plan_capacity(catalog, request, failures, now, breaker, c.spot, SpeedModel(history))
+    notes = "".join(f"; {n}" for n in placement.notes)
     create_table_artifact(key=f"{spec.name}-placement", table=placement.table(),
-                          description=f"Training placement: order {placement.order or 'none eligible'}")
-    get_run_logger().info("placement order: %s", placement.order)
+                          description=f"Training placement: order {placement.order or 'none eligible'}; "
+                                      f"{len(history)} measured run(s){notes}")
+    get_run_logger().info("placement order: %s%s", placement.order, notes)
     return placement
 
 
-def _emit(spec: PipelineSpec, attempt: Attempt) -> None:
+def _emit(spec: PipelineSpec, attempt: Attempt, cost: dict) -> None:
     emit_event(event=f"cloudhop.training.{attempt.outcome}",
                resource={"prefect.resource.id": f"cloudhop.model.{spec.name}", "cloudhop.cloud": attempt.cloud},
-               payload=attempt.row())
+               payload={**attempt.row(), "cost": cost})
+
+
+def _record_cost(spec: PipelineSpec, store, cost: RetrainCost, outcome: str) -> dict:
+    """The retrain's cost into the store (its run record), a table artifact and one event."""
+    d = cost.to_dict()
+    write_cost(store, d)
+    create_table_artifact(key=f"{spec.name}-training-cost", table=cost.table(),
+                          description=f"Training cost ({outcome}): ${cost.total:.4f}, of which ${cost.wasted:.4f} "
+                                      f"on attempts that did not complete")
+    emit_event(event="cloudhop.training.cost",
+               resource={"prefect.resource.id": f"cloudhop.model.{spec.name}", "cloudhop.run": cost.run_key},
+               payload=d)
+    return d
+
+
+def _record_throughput(spec: PipelineSpec, store, c: Candidate, cloud: str, run_key: str, info: dict) -> None:
+    """The successful attempt's measured samples/s on its offer `c`, for the next placement of this model."""
+    if info.get("samples_per_s") and c.offer and c.gpu:
+        write_throughput(store, run_key, Throughput(cloud, c.offer, c.gpu, float(info["samples_per_s"]),
+                                                    datetime.now(timezone.utc), spec.name))
 
 
 @task(name="train-with-failover", cache_policy=NO_CACHE, persist_result=False)
 def train_with_failover_task(spec: PipelineSpec, placement: CapacityPlan, run_key: str):
     """Train on the placement's clouds in order. The run gets the spec by content (overrides
-    applied), never a path: a container or a cloud job cannot read this machine's files."""
+    applied), never a path: a container or a cloud job cannot read this machine's files.
+
+    Every attempt is priced as it ends (an event each); the retrain's cost goes to the store,
+    an artifact and an event, failed or not. Returns (trained, attempt rows, cost)."""
     logger = get_run_logger()
     f = spec.compute.failover
     store = open_registry(spec).store
@@ -147,9 +178,13 @@ def train_with_failover_task(spec: PipelineSpec, placement: CapacityPlan, run_ke
         with get_client(sync_client=True) as client:
             return watch_run(client, fr.id, store, heartbeat_key(prefix, cloud, number), f)
 
+    cost = RetrainCost(spec.name, run_key)
+
     def record(a: Attempt) -> None:
-        logger.info("attempt: %s", a.row())
-        _emit(spec, a)
+        priced = attempt_cost(placement.placement(bool(a.spot)), a)
+        cost.attempts.append(priced)
+        logger.info("attempt: %s, cost $%.4f", a.row(), priced.cost)
+        _emit(spec, a, priced.row())
 
     try:
         result = run_with_failover(placement.order, spot_launcher(placement, launch), FailoverPolicy.from_spec(f),
@@ -159,8 +194,16 @@ def train_with_failover_task(spec: PipelineSpec, placement: CapacityPlan, run_ke
         if attempts:
             create_table_artifact(key=f"{spec.name}-training-attempts", table=[a.row() for a in attempts],
                                   description="Training attempts (failed)")
+            try:
+                _record_cost(spec, store, cost, "failed")
+            except Exception as rec:  # the training error is what the run must report
+                logger.warning("could not record the cost of this failed retrain: %s", rec)
         raise
     create_table_artifact(key=f"{spec.name}-training-attempts", table=[a.row() for a in result.attempts],
                           description=f"Training attempts: finished on {result.cloud}")
+    priced = _record_cost(spec, store, cost, f"finished on {result.cloud}")
     trained = load_trained(store, f"{prefix}/result")
-    return trained, [a.row() for a in result.attempts]
+    last = result.attempts[-1]
+    _record_throughput(spec, store, placement.candidate(result.cloud, bool(last.spot)), result.cloud, run_key,
+                       trained.info)
+    return trained, [a.row() for a in result.attempts], priced

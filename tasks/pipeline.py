@@ -214,11 +214,12 @@ def signing_registry(registry):
 
 
 @task(name="register", **_task)
-def register_task(spec, registry, trained, evaluation, validation, drift, smoke, data_fingerprint, windows):
+def register_task(spec, registry, trained, evaluation, validation, drift, smoke, data_fingerprint, windows,
+                  cost: dict | None = None):
     run_id = flow_run.get_id()
     registry = signing_registry(registry)
     mv = pipeline.register(spec, registry, trained, evaluation, validation.summary(), validation.to_dict(), drift,
-                           smoke, data_fingerprint, windows, run_id=str(run_id) if run_id else None)
+                           smoke, data_fingerprint, windows, run_id=str(run_id) if run_id else None, cost=cost)
     files = mv.manifest.files
     links = "\n".join(f"- `{f}`: {registry.store.url(mv.key(f))}" for f in sorted(files))
     create_markdown_artifact(

@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 from cloudhop.clouds.catalog import Catalog
 from cloudhop.clouds.failover import AttemptOutcome, spot_lost
 from cloudhop.clouds.placement import BreakerPolicy, Candidate, Failure, Placement, TrainingRequest, rank_clouds
+from cloudhop.clouds.speed import SpeedModel
 
 __all__ = ["SPOT_POLICIES", "CapacityPlan", "plan_capacity", "spot_launcher"]
 
@@ -46,10 +47,19 @@ class CapacityPlan:
         return spot + rest
 
     def candidate(self, cloud: str, spot: bool) -> Candidate:
+        return self.placement(spot).candidate(cloud)
+
+    def placement(self, spot: bool) -> Placement:
+        """The ranking an attempt on spot (or on-demand) capacity was placed by (to price it)."""
         placement = self.spot if spot else self.on_demand
         if placement is None:
             raise ValueError(f"the {self.policy} spot policy has no {'spot' if spot else 'on-demand'} placement")
-        return placement.candidate(cloud)
+        return placement
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What placement changed in the request (a capped GPU count), once each."""
+        return tuple(dict.fromkeys(n for p in (self.spot, self.on_demand) if p is not None for n in p.notes))
 
     def spot_eligible(self, cloud: str) -> bool:
         return self.spot is not None and cloud in self.spot.order
@@ -64,13 +74,14 @@ class CapacityPlan:
 
 
 def plan_capacity(catalog: Catalog, request: TrainingRequest, failures: Sequence[Failure], now: datetime,
-                  breaker: BreakerPolicy, policy: str) -> CapacityPlan:
-    """Rank the clouds (cloudhop.clouds.placement.rank_clouds) for the capacity `policy` allows."""
+                  breaker: BreakerPolicy, policy: str, speeds: SpeedModel | None = None) -> CapacityPlan:
+    """Rank the clouds (cloudhop.clouds.placement.rank_clouds, with `speeds` for the expected
+    hours) for the capacity `policy` allows."""
     if policy not in SPOT_POLICIES:
         raise ValueError(f"unknown spot policy {policy!r}; expected one of {', '.join(SPOT_POLICIES)}")
 
     def rank(spot: bool) -> Placement:
-        return rank_clouds(catalog, dataclasses.replace(request, spot=spot), failures, now, breaker)
+        return rank_clouds(catalog, dataclasses.replace(request, spot=spot), failures, now, breaker, speeds)
 
     return CapacityPlan(policy, rank(True) if policy != "on-demand" else None,
                         rank(False) if policy != "spot" else None)

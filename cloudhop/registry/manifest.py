@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["Manifest", "FileEntry", "DatasetInfo", "Features", "Metrics", "ValidationSummary", "DriftSummary",
-           "TrainingInfo"]
+           "TrainingInfo", "AttemptCostInfo", "CostInfo"]
 
 
 class _Part(BaseModel):
@@ -93,6 +93,37 @@ class TrainingInfo(_Part):
     history: list[dict[str, Any]] = []  # per epoch: epoch, step, train_loss, valid_loss, seconds
 
 
+class AttemptCostInfo(_Part):
+    """One training attempt, priced (`clouds.cost.AttemptCost.row()`); failed ones included."""
+    cloud: str
+    number: int
+    outcome: str
+    run_id: str | None = None
+    pool: str | None = None
+    offer: str | None = None  # the offer's key in its cloud: machine type, else GPU type x count
+    gpu: str | None = None
+    gpu_count: int | None = None
+    spot: bool = False
+    price_per_hour: float
+    started_at: str | None = None  # ISO 8601: billing starts when the run was seen running
+    ended_at: str
+    billed_seconds: float
+    egress_bytes: int = 0
+    egress_cost: float = 0.0
+    compute_cost: float
+    cost: float  # compute_cost + egress_cost
+
+
+class CostInfo(_Part):
+    """What the retrain that made this version cost (`clouds.cost.RetrainCost.to_dict()`)."""
+    model: str | None = None
+    run_key: str | None = None
+    currency: str = "USD"
+    total: float
+    wasted: float  # the cost of attempts that did not complete
+    attempts: list[AttemptCostInfo] = []
+
+
 class Manifest(_Part):
     """A version's manifest; `name`, `version`, `created_at` and `files` are set by `Registry.publish`."""
     name: str | None = None
@@ -112,6 +143,7 @@ class Manifest(_Part):
     drift: DriftSummary | None = None
     training: TrainingInfo = Field(default_factory=TrainingInfo)
     trained_where: str | None = None
+    cost: CostInfo | None = None  # absent in versions trained in-process or before costs were recorded
     run_id: str | None = None
     python: str | None = None
 

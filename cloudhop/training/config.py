@@ -9,7 +9,9 @@ from typing import Any
 
 from cloudhop.training.errors import TrainingError
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "TRAINER_GPUS"]
+
+TRAINER_GPUS = 1  # the loop trains on one device (loop.pick_device): placement asks for no more
 
 
 @dataclass

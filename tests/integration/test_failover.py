@@ -10,10 +10,12 @@ failures the earlier tests caused.
 from __future__ import annotations
 
 import contextvars
+import json
 import os
 import signal
 import threading
 import time
+from datetime import datetime
 
 import pytest
 import yaml
@@ -29,6 +31,7 @@ from ops.workers import Workers, process_catalog
 pytestmark = pytest.mark.integration
 
 FIRST, SECOND = "coreweave", "gcp"  # A100: CoreWeave's per-GPU share is cheaper than GCP's a2-highgpu-1g
+PRICE = {FIRST: 21.60 / 8, SECOND: 3.67}  # $/hour of one A100 in deployments/clouds.yaml
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +122,58 @@ def test_killed_cloud_fails_over_and_resumes_from_checkpoint(setup):
     assert info["where"] == SECOND
     assert info["resumed_from_step"] is not None and info["resumed_from_step"] >= killed_at_step
     assert info["steps_run"] < info["steps"], "the second cloud redid everything"
+    check_cost(s, store, [(FIRST, "crashed"), (SECOND, "completed")], setup["data"].stat().st_size)
+    [measured] = store.list("throughput")  # the successful attempt's speed, for the next placement
+    assert store.read_json(measured)["cloud"] == SECOND
+    assert store.read_json(measured)["samples_per_s"] == info["samples_per_s"] > 0
+
+
+def check_cost(summary: dict, store: Store, expect: list[tuple[str, str]], data_bytes: int) -> None:
+    """Every attempt costs price x measured time, and the same cost is in the manifest, the run
+    record, the table artifact and the events."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter
+
+    from cloudhop.registry import Registry
+
+    cost = summary["cost"]
+    assert [(a["cloud"], a["outcome"]) for a in cost["attempts"]] == expect
+    with get_client(sync_client=True) as c:
+        for a in cost["attempts"]:
+            assert a["price_per_hour"] == pytest.approx(PRICE[a["cloud"]])
+            measured = (datetime.fromisoformat(a["ended_at"]) - datetime.fromisoformat(a["started_at"])).total_seconds()
+            assert a["billed_seconds"] == pytest.approx(measured) and measured > 0
+            assert a["cost"] == pytest.approx(a["price_per_hour"] * measured / 3600)
+            # each started attempt read the dataset from this machine: bytes moved, no per-GB fee
+            assert a["egress_bytes"] == data_bytes and a["egress_cost"] == 0
+            run = c.read_flow_run(a["run_id"])  # Prefect's own clock of the training run agrees
+            assert abs((run.end_time - run.start_time).total_seconds() - measured) < 5, (run.start_time, a)
+        assert cost["total"] == pytest.approx(sum(a["cost"] for a in cost["attempts"]))
+        assert cost["wasted"] == pytest.approx(sum(a["cost"] for a in cost["attempts"] if a["outcome"] != "completed"))
+        assert cost["wasted"] > 0
+        mv = Registry(store, summary["model"]).get(summary["version"])
+        assert mv.manifest.cost.model_dump() == store.read_json(f"costs/{summary['model']}/{cost['run_key']}.json")
+        assert mv.manifest.cost.total == pytest.approx(cost["total"])
+        arts = c.read_artifacts(artifact_filter=ArtifactFilter(key={"any_": [f"{summary['model']}-training-cost"]}))
+        tables = [json.loads(x.data) if isinstance(x.data, str) else x.data for x in arts]
+        assert any(t[-1]["attempt"] == "total" and t[-1]["cost $"] == pytest.approx(cost["total"], abs=1e-4)
+                   for t in tables)
+        deadline = time.monotonic() + 30
+        while True:  # events reach the server asynchronously
+            found = c.request("POST", "/events/filter", json={"filter": {
+                "event": {"name": ["cloudhop.training.cost"]},
+                "resource": {"id": [f"cloudhop.model.{summary['model']}"]},
+                "occurred": {"since": "2000-01-01T00:00:00Z"}}, "limit": 50}).json()["events"]
+            mine = [e for e in found if e["payload"].get("run_key") == cost["run_key"]]
+            if mine or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert mine and mine[0]["payload"]["total"] == pytest.approx(cost["total"])
+        crashed = c.request("POST", "/events/filter", json={"filter": {
+            "event": {"name": [f"cloudhop.training.{expect[0][1]}"]},
+            "occurred": {"since": "2000-01-01T00:00:00Z"}}, "limit": 50}).json()["events"]
+        assert any(e["payload"].get("cost", {}).get("run_id") == cost["attempts"][0]["run_id"]
+                   and e["payload"]["cost"]["cost"] == pytest.approx(cost["attempts"][0]["cost"]) for e in crashed)
 
 
 def test_cloud_without_worker_fails_over_after_start_timeout(setup):
@@ -146,6 +201,12 @@ def test_every_cloud_down_lists_each_attempt(setup):
     assert attempts == [(FIRST, 1, "not_started"), (FIRST, 2, "not_started"),
                         (SECOND, 1, "not_started"), (SECOND, 2, "not_started")]
     assert f"{FIRST} attempt 2: not_started" in str(e.value)
+    # a failed retrain still has its run record: four attempts that never ran cost nothing
+    store = Store(yaml.safe_load(open(path))["store"])
+    [key] = store.list("costs")
+    record = store.read_json(key)
+    assert [(a["cloud"], a["outcome"], a["billed_seconds"], a["cost"]) for a in record["attempts"]] == [
+        (c, "not_started", 0.0, 0.0) for c in (FIRST, FIRST, SECOND, SECOND)]
 
 
 def test_circuit_breaker_skips_a_cloud_with_repeated_failures(setup):
