@@ -33,7 +33,7 @@ KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # m
 ROWS = 600
 
 
-def _spec(root, model: str, ports: dict[str, int], moto_url: str) -> dict:
+def _spec(root, model: str, ports: dict[str, int]) -> dict:
     """A toy spec: hourly rows from 2024-01-01, trained on January and February; two targets."""
     data = make_frame(3000, seed=1).assign(t=pd.date_range("2024-01-01", periods=3000, freq="h"),
                                            y=np.random.default_rng(1).integers(0, 2, 3000))
@@ -64,7 +64,7 @@ def served(tmp_path_factory, prefect_api_url, deployed, moto_url):
     root = tmp_path_factory.mktemp("monitor-targets")
     model = f"watch-{uuid.uuid4().hex[:6]}"
     ports = {"local": free_port(), "aws-east": free_port()}
-    raw = _spec(root, model, ports, moto_url)
+    raw = _spec(root, model, ports)
     (root / "spec.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     spec = parse_spec(raw)
     boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1", **KEYS).create_bucket(Bucket="serving-east")
