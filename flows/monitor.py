@@ -83,7 +83,7 @@ def monitor(
     served_by = read_log_task(log_sources_task(s), s.name, start, end, champion.version)
     cooldown = mon.cooldown_until(registry, cooldown_minutes)
     reference = None
-    results = []
+    verdicts = {}
     for target, served in mon.scopes(served_by):
         result = mon.MonitorResult(
             s.name, champion.version, start, end, len(served), "too-few-rows", s.drift.threshold,
@@ -103,9 +103,6 @@ def monitor(
         if on_drift == "report-only":
             result.report_only = True
             result.notes.append("report-only run: no retrain is asked for, whatever the verdict")
-        results.append(result)
-    verdicts = {}
-    for result in results:
         report_task(registry, result)
         emitted = emit_task(result)
         logger.info(result.summary())
