@@ -11,10 +11,10 @@ the session's Prefect server on SQLite, then one on a real PostgreSQL.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import pytest
@@ -106,7 +106,7 @@ def test_a_storm_of_drift_events_starts_one_retrain(loop):
 
 
 def test_eight_concurrent_runs_are_all_recorded_and_all_end(loop):
-    """Retrain, monitor and deploy runs asked for at once, from eight threads: the control plane
+    """Retrain, monitor and deploy runs asked for at once (eight requests in flight): the control plane
     keeps every one, the worker runs them side by side, and each reaches a final state. A retrain
     or monitor asked for while one runs is cancelled by its deployment's concurrency limit
     (CANCEL_NEW); that is an end too, never a run left pending."""
@@ -120,13 +120,12 @@ def test_eight_concurrent_runs_are_all_recorded_and_all_end(loop):
         + [("monitor", {"spec": spec, "cooldown_minutes": 0.0, "on_drift": "report-only"})] * 3 \
         + [("deploy", {"spec": spec, "version": "2"})] * 2  # what is served: two deploys agree
 
-    def ask(item: tuple[str, dict]):
-        name, parameters = item
-        with get_client(sync_client=True) as c:
-            return c.create_flow_run_from_deployment(loop.deployments[name].id, parameters=parameters, tags=[tag]).id
+    async def ask_all() -> list:
+        async with get_client() as c:  # eight requests in flight at once
+            return await asyncio.gather(*(c.create_flow_run_from_deployment(
+                loop.deployments[name].id, parameters=parameters, tags=[tag]) for name, parameters in asks))
 
-    with ThreadPoolExecutor(len(asks)) as pool:
-        ids = list(pool.map(ask, asks))
+    ids = [run.id for run in asyncio.run(ask_all())]
     by_id = {run_id: name for run_id, (name, _) in zip(ids, asks)}
 
     def burst() -> list:
