@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from prefect.runtime import flow_run
 
+from cloudhop import telemetry
 from cloudhop.pipeline import open_registry
 from cloudhop.registry import AliasError
 from tasks.deploy import run_actor
@@ -19,6 +20,10 @@ from tasks.failover import dataset_bytes, place_task, train_with_failover_task
 from tasks.pipeline import (check_run_inputs, drift_task, evaluate_task, load_spec_task, open_table_task,
                             register_task, run_executor, smoke_task, spec_for_run, split_task, train_task,
                             validate_task)
+
+# With OTEL_EXPORTER_OTLP_ENDPOINT set, Prefect's spans of this flow run and of each stage (task run)
+# go out over OTLP; unset, nothing is imported.
+telemetry.setup("cloudhop-retrain")
 
 
 class Window(BaseModel):

@@ -14,11 +14,14 @@ import os
 from prefect import flow
 from prefect.states import Failed
 
+from cloudhop import telemetry
 from cloudhop.clouds.failover import PREEMPTED
 from cloudhop.pipeline import open_registry
 from cloudhop.training.preempt import Preempted
 from cloudhop.training.handoff import Heartbeat, heartbeat_key, save_trained, trained_prefix
 from tasks.pipeline import load_spec_task, open_table_task, run_executor, split_task, train_task
+
+telemetry.setup("cloudhop-train")  # OTLP spans of this run and its stages when OTEL_EXPORTER_OTLP_ENDPOINT is set
 
 
 @flow(name="train", log_prints=True)

@@ -1,4 +1,5 @@
-"""One local Prefect server: `prefect server start` on 127.0.0.1 with a SQLite database of its own.
+"""One local Prefect server: `prefect server start` on 127.0.0.1 with a SQLite database of its own
+(or a PostgreSQL one, given its URL: `ops.postgres`).
 
 The demo and the loop start it from the command line (`python -m ops.localserver start`, or
 from `ops.loop`) and leave it running for the next command to reuse; the tests and the
@@ -27,7 +28,7 @@ import httpx
 from ops.net import free_port, wait_http
 from ops.procs import BIN, ROOT, kill_pidfile, stop
 
-__all__ = ["LocalServer", "ServerError", "from_env", "prefect_env", "temporary_server", "main"]
+__all__ = ["LocalServer", "ServerError", "from_env", "prefect_env", "temporary_server", "use_api", "main"]
 
 DEFAULT_PORT = 4200
 
@@ -54,10 +55,14 @@ class LocalServer:
 
     `scheduler=False` turns the scheduler service off: runs then start only when someone (or an
     event trigger) asks, never because a deployment's cron came due (what tests want).
+    `database_url` (postgresql+asyncpg://...) puts its database in PostgreSQL instead of SQLite;
+    it reaches the server's environment only, never its command line.
     """
 
-    def __init__(self, port: int, home: Path, state_dir: Path, *, scheduler: bool = True):
+    def __init__(self, port: int, home: Path, state_dir: Path, *, scheduler: bool = True,
+                 database_url: str | None = None):
         self.port, self.home, self.state_dir, self.scheduler = port, Path(home), Path(state_dir), scheduler
+        self.database_url = database_url
         self.api = f"http://127.0.0.1:{port}/api"
         self.pid_file = self.state_dir / "prefect-server.pid"
         self.log = self.state_dir / "prefect-server.log"
@@ -86,6 +91,8 @@ class LocalServer:
         env.pop("PREFECT_API_URL", None)
         if not self.scheduler:
             env["PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED"] = "false"
+        if self.database_url:
+            env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.database_url
         with open(self.log, "wb") as out:
             self._proc = subprocess.Popen(
                 [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
@@ -109,14 +116,35 @@ class LocalServer:
 
 
 @contextmanager
-def temporary_server(workdir: Path, *, scheduler: bool = False, timeout: float = 300) -> Iterator[str]:
-    """A server on a free port for as long as the block runs (home and log under `workdir`); yields the API URL."""
-    server = LocalServer(free_port(), workdir / "prefect-home", workdir, scheduler=scheduler)
+def temporary_server(workdir: Path, *, scheduler: bool = False, timeout: float = 300,
+                     database_url: str | None = None) -> Iterator[str]:
+    """A server on a free port for as long as the block runs (home and log under `workdir`, its database
+    SQLite there or `database_url`); yields the API URL."""
+    server = LocalServer(free_port(), workdir / "prefect-home", workdir, scheduler=scheduler,
+                         database_url=database_url)
     api = server.start(timeout)
     try:
         yield api
     finally:
         server.stop()
+
+
+@contextmanager
+def use_api(api: str) -> Iterator[str]:
+    """Point this process's Prefect client (settings and PREFECT_API_URL, which subprocesses inherit) at
+    `api` for as long as the block runs; the previous server afterwards."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    old = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = api
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            yield api
+    finally:
+        if old is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = old
 
 
 def from_env(state_dir: Path | str = ".cloudhop", port: int | None = None,

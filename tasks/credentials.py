@@ -14,9 +14,9 @@ from typing import Any
 
 from cloudhop import providers
 from cloudhop.providers import CredentialsBlock
-from cloudhop.spec import CredentialsRef, PipelineSpec, SpecError, load_spec
+from cloudhop.spec import CredentialsRef, PipelineSpec, ServingTargetSpec, SpecError, load_spec
 
-__all__ = ["load_block", "resolve_spec", "load_resolved_spec"]
+__all__ = ["load_block", "resolve_spec", "load_resolved_spec", "target_secrets"]
 
 
 def _plain(value: Any) -> Any:
@@ -62,3 +62,18 @@ def resolve_spec(spec: PipelineSpec) -> PipelineSpec:
 def load_resolved_spec(path: str, overrides: dict[str, Any] | None = None) -> PipelineSpec:
     """load_spec (credentials and unknown overrides refused), then its credentials blocks resolved."""
     return resolve_spec(load_spec(path, overrides))
+
+
+def target_secrets(target: ServingTargetSpec) -> dict[str, Any]:
+    """Plain credentials for one target, from the Prefect blocks its options name: the block type is
+    the one the target's provider declares (cloudhop.providers.<kind>: `credentials`)."""
+    o, out = target.options, {}
+    block = o.get("credentials")
+    kind = providers.get(target.kind).credentials
+    if block and kind is not None:
+        out.update(kind.to_secrets(load_block(kind, block)))
+    if o.get("admin_token_secret"):
+        from prefect.blocks.system import Secret
+
+        out["admin_token"] = Secret.load(o["admin_token_secret"]).get()
+    return {k: v for k, v in out.items() if v is not None}

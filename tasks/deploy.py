@@ -2,7 +2,7 @@
 
 Credentials live in Prefect blocks: a target's `options.credentials` names a block of the type
 its provider declares (cloudhop.providers), and `options.admin_token_secret` a Secret block.
-They are resolved here into plain values handed to the library; they are never logged nor returned.
+They are resolved by tasks.credentials into plain values handed to the library; they are never logged nor returned.
 """
 from __future__ import annotations
 
@@ -12,31 +12,15 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import deployment, flow_run
 
-from cloudhop import providers
 from cloudhop.registry import Registry
 from cloudhop.spec import PipelineSpec, ServingTargetSpec
 from cloudhop.targets import multi
 from cloudhop.targets.deploy import DeployOutcome, deploy_to_target
-from tasks.credentials import load_block
+from tasks.credentials import target_secrets
 
 
 class TargetDeployFailed(RuntimeError):
     """One target's deploy attempt failed (Prefect retries the task)."""
-
-
-def target_secrets(target: ServingTargetSpec) -> dict[str, Any]:
-    """Plain credentials for one target, from the Prefect blocks its options name: the block type is
-    the one the target's provider declares (cloudhop.providers.<kind>: `credentials`)."""
-    o, out = target.options, {}
-    block = o.get("credentials")
-    kind = providers.get(target.kind).credentials
-    if block and kind is not None:
-        out.update(kind.to_secrets(load_block(kind, block)))
-    if o.get("admin_token_secret"):
-        from prefect.blocks.system import Secret
-
-        out["admin_token"] = Secret.load(o["admin_token_secret"]).get()
-    return {k: v for k, v in out.items() if v is not None}
 
 
 def run_actor() -> dict[str, Any]:

@@ -13,8 +13,11 @@ from prefect.runtime import flow_run
 from cloudhop.drift import monitor as mon
 from cloudhop.registry import ModelVersion, Registry
 from cloudhop.spec import PipelineSpec
+from cloudhop.store import Store
+from cloudhop.targets import prediction_log_store
+from tasks.credentials import target_secrets
 
-__all__ = ["read_log_task", "reference_task", "drift_task", "performance_task", "report_task", "emit_task"]
+__all__ = ["log_sources_task", "read_log_task", "reference_task", "drift_task", "performance_task", "report_task", "emit_task"]
 
 _task = dict(cache_policy=NO_CACHE, persist_result=False)
 
@@ -27,11 +30,21 @@ def _num(v) -> str:
     return "" if v is None else f"{v:.4g}"
 
 
+@task(name="prediction-log-stores", **_task)
+def log_sources_task(spec: PipelineSpec) -> list[tuple[str, Store]]:
+    """Each serving target of the spec and the store its servers log to, opened with its credentials."""
+    sources = [(t.name, prediction_log_store(t, spec, target_secrets(t))) for t in spec.targets]
+    get_run_logger().info("prediction logs: %s", ", ".join(f"{n} in {st.uri}" for n, st in sources))
+    return sources
+
+
 @task(name="read-prediction-log", **_task)
-def read_log_task(registry: Registry, start: datetime, end: datetime, version: str | None) -> pd.DataFrame:
-    df = mon.read_served(registry.store, registry.name, start, end, version)
-    get_run_logger().info("%s rows served by v%s in %s .. %s", len(df), version, start.isoformat(), end.isoformat())
-    return df
+def read_log_task(sources: list[tuple[str, Store]], model: str, start: datetime, end: datetime,
+                  version: str | None) -> dict[str, pd.DataFrame]:
+    served = mon.read_served_by_target(sources, model, start, end, version)
+    get_run_logger().info("rows served by v%s in %s .. %s: %s", version, start.isoformat(), end.isoformat(),
+                          ", ".join(f"{n} {len(df)}" for n, df in served.items()))
+    return served
 
 
 @task(name="reference-sample", **_task)
@@ -75,20 +88,22 @@ def report_task(registry: Registry, result: mon.MonitorResult) -> str | None:
     """Save the HTML report to the store and link it, with a summary, from the run."""
     d = result.drift
     url = None
+    scope = "" if result.target is None else f"-{result.target}"
     if d is not None and d.html:
-        key = f"monitor/{result.model}/reports/{result.end:%Y%m%dT%H%M%S}-{flow_run.get_id() or 'adhoc'}.html"
+        key = (f"monitor/{result.model}/reports/{result.end:%Y%m%dT%H%M%S}-{flow_run.get_id() or 'adhoc'}"
+               f"{scope}.html")
         registry.store.write_bytes(key, d.html if isinstance(d.html, bytes) else str(d.html).encode())
         url = registry.store.url(key)
         link = f"file://{url}" if url.startswith("/") else url
-        create_link_artifact(key=_key(f"{result.model}-drift-report"), link=link,
-                             link_text=f"Evidently drift report, {result.model} v{result.version}",
+        create_link_artifact(key=_key(f"{result.model}{scope}-drift-report"), link=link,
+                             link_text=f"Evidently drift report, {result.model} v{result.version}{scope}",
                              description="Served traffic vs the champion's reference sample")
     result.report = url
     cols = "" if d is None else "\n".join(
         f"| {c} | {v.get('stattest')} | {_num(v.get('score'))} | {_num(v.get('threshold'))} | "
         f"{'**yes**' if v.get('drifted') else ''} |" for c, v in d.columns.items())
     table = f"\n\n| column | test | score | threshold | drifted |\n|---|---|---|---|---|\n{cols}\n" if cols else "\n"
-    create_markdown_artifact(key=_key(f"{result.model}-monitor"), description="monitor verdict",
+    create_markdown_artifact(key=_key(f"{result.model}{scope}-monitor"), description="monitor verdict",
                              markdown=f"# {result.status}\n\n{result.summary()}\n\n"
                                       f"Reference: {result.reference}\n\nReport: {url or '(none)'}{table}"
                                       + "".join(f"\n- {n}" for n in result.notes))
@@ -98,7 +113,7 @@ def report_task(registry: Registry, result: mon.MonitorResult) -> str | None:
 @task(name="emit-event", **_task)
 def emit_task(result: mon.MonitorResult) -> dict:
     name, resource, payload = result.event()
-    ev = emit_event(event=name, resource=resource, payload=payload)
+    ev = emit_event(event=name, resource=resource, payload=payload, related=result.related())
     get_run_logger().info("emitted %s for %s (event id %s)", name, resource["prefect.resource.id"],
                           getattr(ev, "id", None))
     return {"event": name, "id": str(ev.id) if ev is not None else None, "payload": payload}

@@ -9,25 +9,16 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 import pytest
 
 from ops import services
-from ops.localserver import temporary_server
+from ops.localserver import temporary_server, use_api
 
 
 @pytest.fixture(scope="session")
 def prefect_api_url(tmp_path_factory):
     """A real `prefect server start` for the whole session, its scheduler off (tests decide what runs);
     this process talks to it."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     workdir = tmp_path_factory.mktemp("prefect")
-    with temporary_server(workdir) as api:
-        old = os.environ.get("PREFECT_API_URL")
-        os.environ["PREFECT_API_URL"] = api
-        with temporary_settings(updates={PREFECT_API_URL: api}):
-            yield api
-        if old is None:
-            os.environ.pop("PREFECT_API_URL", None)
-        else:
-            os.environ["PREFECT_API_URL"] = old
+    with temporary_server(workdir) as api, use_api(api):
+        yield api
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,12 @@ champion's metric on them is compared with its holdout metric. The verdict becom
 `cloudhop.drift.checked`. No Prefect here: the `monitor` flow emits what `MonitorResult.event()`
 describes.
 
+Every serving target logs to its own store (a cloud's servers to that cloud's bucket), and
+several targets may share one. The monitor reads each target's rows where that target logs them
+(`read_served_by_target`: each store once, rows split by the `target` column) and judges each
+target's traffic alone and, with more than one target, all of it together (`scopes`): one
+verdict and one event per scope, each naming its target(s).
+
 Labels arrive later than predictions. They land beside the log, keyed by the row id the
 server logged for the row (column `row_id`)::
 
@@ -28,7 +34,7 @@ from cloudhop.store import Store
 
 __all__ = ["MonitorError", "MonitorResult", "Performance", "EVENT_DETECTED", "EVENT_CHECKED", "REFERENCE_FILE",
            "served_window", "model_resource", "normalize", "sample_rows", "reference_bytes", "load_reference",
-           "read_served", "write_labels", "read_labels", "join_labels", "performance", "cooldown_until", "decide"]
+           "read_served", "read_served_by_target", "scopes", "target_resource", "write_labels", "read_labels", "join_labels", "performance", "cooldown_until", "decide"]
 
 EVENT_DETECTED = "cloudhop.drift.detected"
 EVENT_CHECKED = "cloudhop.drift.checked"
@@ -67,6 +73,12 @@ def model_resource(model: str, version: str | None) -> dict[str, str]:
     """The event resource of a model: id `cloudhop.model.<name>`, with the version served."""
     return {"prefect.resource.id": f"cloudhop.model.{model}", "prefect.resource.name": model,
             "cloudhop.model.name": model, "cloudhop.model.version": str(version or "")}
+
+
+def target_resource(target: str) -> dict[str, str]:
+    """A serving target as an event's related resource (role `target`)."""
+    return {"prefect.resource.id": f"cloudhop.target.{target}", "prefect.resource.role": "target",
+            "prefect.resource.name": target}
 
 
 # -- frames ------------------------------------------------------------------------
@@ -142,6 +154,32 @@ def read_served(store: Store, model: str, start: datetime, end: datetime, versio
     if version is not None and len(df):
         df = df[df["version"] == str(version)].reset_index(drop=True)
     return df
+
+
+def read_served_by_target(sources: Sequence[tuple[str, Store]], model: str, start: datetime, end: datetime,
+                          version: str | None = None) -> dict[str, pd.DataFrame]:
+    """Each target's logged rows in [start, end), read from the store that target logs to.
+
+    `sources` are (target name, its log store) in the spec's order. A store shared by several
+    targets is read once; its rows go to the target named in their `target` column (rows of a
+    target not in `sources` are not counted)."""
+    by_uri: dict[str, pd.DataFrame] = {}
+    out: dict[str, pd.DataFrame] = {}
+    for name, store in sources:
+        if store.uri not in by_uri:
+            by_uri[store.uri] = read_served(store, model, start, end, version)
+        df = by_uri[store.uri]
+        out[name] = df[df["target"] == name].reset_index(drop=True) if len(df) else df
+    return out
+
+
+def scopes(served: dict[str, pd.DataFrame]) -> list[tuple[str | None, pd.DataFrame]]:
+    """What to judge: each target's rows alone, then (target None) all of them together, which a
+    single target's rows already are."""
+    each: list[tuple[str | None, pd.DataFrame]] = list(served.items())
+    if len(each) <= 1:
+        return each
+    return [*each, (None, pd.concat([df for _, df in each], ignore_index=True))]
 
 
 # -- labels ------------------------------------------------------------------------
@@ -243,6 +281,8 @@ class MonitorResult:
     retrain_window: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     report_only: bool = False       # drift is reported with cloudhop.drift.checked: nothing acts on it
+    target: str | None = None       # the target whose traffic this is; None: every target's in `targets`
+    targets: list[str] = field(default_factory=list)  # the targets whose traffic was judged
 
     @property
     def detected(self) -> bool:
@@ -271,8 +311,17 @@ class MonitorResult:
             "report": self.report,
             "retrain_window": self.retrain_window,
             "notes": self.notes,
+            "target": self.target,
+            "targets": list(self.targets) if self.target is None else [self.target],
         }
-        return (EVENT_DETECTED if self.detected else EVENT_CHECKED), model_resource(self.model, self.version), payload
+        resource = model_resource(self.model, self.version)
+        if self.target is not None:
+            resource["cloudhop.target.name"] = self.target
+        return (EVENT_DETECTED if self.detected else EVENT_CHECKED), resource, payload
+
+    def related(self) -> list[dict[str, str]]:
+        """The event's related resources: the target(s) whose traffic was judged."""
+        return [target_resource(t) for t in ([self.target] if self.target is not None else self.targets)]
 
     def summary(self) -> str:
         d = self.drift
@@ -286,7 +335,9 @@ class MonitorResult:
         if self.performance is not None:
             p = self.performance
             perf = f"; {p.metric} {p.value:.4f} on {p.rows} labeled rows (holdout {p.reference})"
-        return (f"{self.model} v{self.version}: {what}; {self.rows} rows served "
+        scope = (f", target {self.target}" if self.target is not None
+                 else f", all targets ({', '.join(self.targets)})" if self.targets else "")
+        return (f"{self.model} v{self.version}{scope}: {what}; {self.rows} rows served "
                 f"{self.start:%Y-%m-%d %H:%M:%S} .. {self.end:%H:%M:%S} UTC{share}{perf}")
 
     def _would_drift(self) -> bool:

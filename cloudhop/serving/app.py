@@ -45,6 +45,7 @@ from cloudhop.serving.model import LoadedModel, ModelLoadError, load_model
 from cloudhop.serving.request import (PredictBody, RequestError, check_content_type, namespaced_ids, parse_json,
                                       parse_predict, read_body)
 from cloudhop.serving.rows import Columns, RowSchema
+from cloudhop.serving.telemetry import instrument
 
 __all__ = ["create_app", "ServerState", "Served", "serve", "check_ref", "MAX_BODY_BYTES"]
 
@@ -312,4 +313,5 @@ def create_app(registry: Registry, model: LoadedModel | None, *, target: str = "
     app.state.cloudhop = state
     app.add_middleware(_MetricsMiddleware, metrics=m)
     app.add_middleware(_RequestIdMiddleware)
+    instrument(app, state)  # a span and metrics per /predict, outermost, when an OTLP endpoint is set
     return app

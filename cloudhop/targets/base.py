@@ -5,8 +5,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 from cloudhop.registry import Registry
+from cloudhop.store import Store
 
-__all__ = ["Target", "SmokeResult", "TargetError", "compare_predictions"]
+__all__ = ["Target", "LogsPredictions", "SmokeResult", "TargetError", "compare_predictions"]
 
 
 class TargetError(RuntimeError):
@@ -45,6 +46,15 @@ class Target(Protocol):
 
     def roll_back(self, version: str) -> None:
         """Point serving back at an earlier version."""
+
+
+@runtime_checkable
+class LogsPredictions(Protocol):
+    """A target whose servers keep a prediction log, and know where: the drift monitor reads each
+    target's traffic from there (a cloud's servers log to the cloud's own store)."""
+
+    def prediction_log_store(self) -> Store:
+        """The store this target's servers write the prediction log to."""
 
 
 def compare_predictions(got: Sequence[Any], expected: Sequence[float], atol: float) -> SmokeResult:

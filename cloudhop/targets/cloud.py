@@ -236,6 +236,10 @@ class CloudTarget:
     def live_version(self) -> str | None:
         return self.endpoint.version()
 
+    def prediction_log_store(self) -> Store:
+        """The cloud's store: its servers run without --log-store, so they log where they read models."""
+        return self.store
+
     def health(self) -> dict:
         h = self.endpoint.health()
         try:

@@ -125,8 +125,8 @@ def test_reference_rebuild_notes_a_changed_dataset_and_needs_a_spec(tmp_path):
 
 
 # -- the prediction log and labels -----------------------------------------------------
-def log_rows(store: Store, version: str, rows: pd.DataFrame, at: datetime) -> None:
-    log = PredictionLog(store, "toy", flush_rows=10**9, flush_seconds=60)
+def log_rows(store: Store, version: str, rows: pd.DataFrame, at: datetime, target: str = "local") -> None:
+    log = PredictionLog(store, "toy", target, flush_rows=10**9, flush_seconds=60)
     recs = json.loads(rows.to_json(orient="records"))
     log.add_rows(version, CAT, NUM, recs, [0.5] * len(recs), served_at=at)
     log.flush()
@@ -144,6 +144,33 @@ def test_read_served_filters_window_and_version(tmp_path):
     np.testing.assert_allclose(got["x"], df["x"].iloc[10:20])
     assert len(mon.read_served(store, "toy", t - timedelta(hours=3), t + timedelta(hours=1))) == 30
     assert mon.read_served(store, "nothing", t, t + timedelta(hours=1)).empty
+
+
+def test_each_target_is_read_from_its_own_store_and_a_shared_store_is_split(tmp_path):
+    here, there = Store(str(tmp_path / "here")), Store(str(tmp_path / "there"))
+    t = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    df = dataset(40)
+    log_rows(here, "1", df.iloc[:10], t, target="a")
+    log_rows(here, "1", df.iloc[10:15], t, target="b")       # b shares a's store
+    log_rows(here, "1", df.iloc[15:18], t, target="retired")  # a target no longer in the spec
+    log_rows(there, "1", df.iloc[18:30], t, target="c")
+    log_rows(there, "2", df.iloc[30:], t, target="c")         # another version
+    got = mon.read_served_by_target([("a", here), ("b", Store(str(tmp_path / "here"))), ("c", there)], "toy",
+                                    t - timedelta(minutes=1), t + timedelta(minutes=1), version="1")
+    assert list(got) == ["a", "b", "c"] and [len(d) for d in got.values()] == [10, 5, 12]
+    assert set(got["b"]["target"]) == {"b"} and set(got["c"]["version"]) == {"1"}
+    np.testing.assert_allclose(got["c"]["x"], df["x"].iloc[18:30])
+    empty = mon.read_served_by_target([("a", here)], "toy", t + timedelta(hours=1), t + timedelta(hours=2))
+    assert len(empty["a"]) == 0
+
+
+def test_scopes_judge_each_target_then_all_together():
+    a, b = dataset(3), dataset(4)
+    (only,) = mon.scopes({"a": a})  # one target: its rows are all the rows
+    assert only[0] == "a" and only[1] is a
+    each = mon.scopes({"a": a, "b": b})
+    assert [name for name, _ in each] == ["a", "b", None] and len(each[2][1]) == 7
+    assert mon.scopes({}) == []
 
 
 def test_labels_join_on_row_id_newest_wins(tmp_path):
@@ -249,3 +276,22 @@ def test_cooldown_and_too_few_rows_emit_checked():
     few = mon.MonitorResult("toy", "2", t - timedelta(hours=1), t, 3, "too-few-rows", 0.3)
     name, _, payload = few.event()
     assert name == mon.EVENT_CHECKED and payload["share"] is None and payload["drifted_columns"] == []
+
+
+def test_events_name_their_target():
+    t = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    one = mon.MonitorResult("toy", "2", t - timedelta(hours=1), t, 500, "drift", 0.3, target="aws-east",
+                            targets=["local", "aws-east"])
+    name, resource, payload = one.event()
+    assert name == mon.EVENT_DETECTED and resource["cloudhop.target.name"] == "aws-east"
+    assert resource["prefect.resource.id"] == "cloudhop.model.toy"  # what the retrain trigger matches
+    assert payload["target"] == "aws-east" and payload["targets"] == ["aws-east"]
+    assert one.related() == [{"prefect.resource.id": "cloudhop.target.aws-east", "prefect.resource.role": "target",
+                              "prefect.resource.name": "aws-east"}]
+    assert "target aws-east: DRIFT detected" in one.summary()
+    both = mon.MonitorResult("toy", "2", t - timedelta(hours=1), t, 900, "ok", 0.3, targets=["local", "aws-east"])
+    name, resource, payload = both.event()
+    assert name == mon.EVENT_CHECKED and "cloudhop.target.name" not in resource
+    assert payload["target"] is None and payload["targets"] == ["local", "aws-east"]
+    assert [r["prefect.resource.id"] for r in both.related()] == ["cloudhop.target.local", "cloudhop.target.aws-east"]
+    assert "all targets (local, aws-east): no drift" in both.summary()

@@ -79,3 +79,28 @@ def test_the_example_targets_parse_and_build():
         if t.kind in ("aws", "coreweave"):  # gcp/azure clients need cloud credentials to construct
             target = multi.build(t, spec)
             assert target.store.uri == t.options["store"] and target.url == t.options["endpoint"]
+
+
+def test_each_target_says_where_its_servers_log_predictions(tmp_path):
+    from cloudhop.spec import parse_spec
+    from cloudhop.targets import TargetError as Refused
+    from cloudhop.targets import prediction_log_store
+
+    spec = parse_spec({"name": "toy", "dataset": {"uri": str(tmp_path / "d.parquet")}, "store": str(tmp_path / "s"),
+                       "columns": {"t": {"type": "datetime", "role": "time"}, "x": {"type": "float"},
+                                   "y": {"type": "int", "role": "target"}},
+                       "target": {"column": "y", "task": "binary"},
+                       "split": {"time_column": "t", "validation_start": "2024-03-01", "holdout_start": "2024-04-01"}})
+    local = ServingTargetSpec(name="here", kind="local")
+    assert prediction_log_store(local, spec).uri == str(tmp_path / "s")  # the store it serves from
+    for args in (["--log-store", str(tmp_path / "logs")], [f"--log-store={tmp_path / 'logs'}"]):
+        logged = ServingTargetSpec(name="here", kind="local", options={"server_args": ["--threads", "2", *args]})
+        assert prediction_log_store(logged, spec).uri == str(tmp_path / "logs")
+    aws = ServingTargetSpec(name="east", kind="aws", options={
+        "store": "s3://serving/cloudhop", "endpoint": "http://127.0.0.1:9", "cluster": "c",
+        "endpoint_url": "http://127.0.0.1:9"})
+    assert prediction_log_store(aws, spec, {"aws_access_key_id": "k", "aws_secret_access_key": "s"}).uri \
+        == "s3://serving/cloudhop"  # the cloud's own bucket, not the pipeline's store
+    with pytest.raises(Refused, match="options.cluster is required"):
+        prediction_log_store(ServingTargetSpec(name="east", kind="aws", options={"store": "s3://b/p",
+                                                                                 "endpoint": "http://x"}), spec)

@@ -126,6 +126,16 @@ class LocalTarget:
     def live_version(self) -> str | None:
         return self.endpoint.version()
 
+    def prediction_log_store(self) -> Store:
+        """Where the server logs predictions: the --log-store of its server_args, else the store it serves from."""
+        args, uri = self.server_args, None
+        for i, a in enumerate(args):
+            if a == "--log-store" and i + 1 < len(args):
+                uri = args[i + 1]
+            elif a.startswith("--log-store="):
+                uri = a.split("=", 1)[1]
+        return Store(uri or self.store_uri, self.store_options)
+
     def is_running(self) -> bool:
         return self.health().get("status") == "ok"
 
