@@ -114,10 +114,11 @@ def retrain(
                                                       reason=reason)
         except AliasError as e:  # a newer version became champion while this run trained: it stays
             get_run_logger().warning("%s", e)
+    champion = registry.alias("champion")  # none yet when the first version did not pass the gate
     summary = {
         "model": s.name, "version": mv.version, "promoted": evaluation.promote, "reason": evaluation.reason,
         "unlabelled_dropped": windows.unlabelled_dropped,
-        "champion": registry.alias("champion")["version"],
+        "champion": champion["version"] if champion else None,
         "metrics": {"candidate": evaluation.candidate, "champion": evaluation.champion,
                     "baseline": evaluation.baseline},
         "drift": drift.summary(), "training": trained.info, "attempts": attempts,
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"Prefect UI:   {ui or '(ephemeral: no UI)'}   (flow runs -> retrain)")
     print(f"Model:        {s['model']} v{s['version']} ({'promoted to champion' if s['promoted'] else 'not promoted'}); "
-          f"champion is v{s['champion']}")
+          + (f"champion is v{s['champion']}" if s["champion"] else "no champion yet: nothing served"))
     print(f"Why:          {s['reason']}")
     if s["unlabelled_dropped"]:
         print(f"Unlabelled:   {s['unlabelled_dropped']} rows without a target value dropped")

@@ -79,7 +79,7 @@ def test_a_network_worse_than_the_baseline_is_registered_but_not_promoted_or_ser
     s = retrain(spec=_spec(tmp_path, data, port=port), reason="test")
     m = s["metrics"]
     assert m["candidate"]["roc_auc"] < m["baseline"]["roc_auc"] - 0.1, m  # the data does what it is made to
-    assert s["version"] == "1" and not s["promoted"] and s["deployed"] is None
+    assert s["version"] == "1" and not s["promoted"] and s["deployed"] is None and s["champion"] is None
     assert s["reason"].startswith("baseline gate failed: roc_auc"), s["reason"]
     reg = Registry(Store(str(tmp_path / "store")), "xor")
     assert reg.versions() == ["1"] and reg.champion() is None
