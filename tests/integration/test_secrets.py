@@ -138,7 +138,7 @@ def test_the_sentinel_secret_is_found_nowhere(prefect_api_url, moto_url, tmp_pat
     assert any(k.endswith("manifest.json") for k in keys) and any("/deploys/" in k for k in keys)
     assert any(k.endswith("validation.json") for k in keys)
     found += [hit for k in keys for text in _object_texts(s3, k) for hit in _found_in(f"s3://{BUCKET}/{k}", text)]
-    served_log = tmp_path / "serving" / "local.log"
+    served_log = target.log_path  # the local server's log, named by model and target
     assert "serving" in served_log.read_text()
     found += _found_in(str(served_log), served_log.read_bytes())
 
