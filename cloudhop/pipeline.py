@@ -126,8 +126,9 @@ def evaluate(spec: PipelineSpec, windows: Windows, trained: Trained, registry: R
             champ_error = f"champion v{champ_mv.version} cannot score this holdout ({failed['champion']}); "
         else:
             champ = metrics(task, y, preds["champion"])
-    promote, reason = promotion(spec.metric, spec.evaluation.promote_margin, cand, champ,
-                                champ_mv.version if champ_mv else None, champ_error)
+    promote, reason = promotion(spec.metric, spec.evaluation.promote_margin, cand, base, champ,
+                                champ_mv.version if champ_mv else None, champ_error,
+                                require_beat_baseline=spec.evaluation.require_beat_baseline)
     return Evaluation(spec.metric, cand, champ, champ_mv.version if champ_mv else None, base, promote, reason)
 
 
@@ -199,7 +200,8 @@ def register(spec: PipelineSpec, registry: Registry, trained: Trained, evaluatio
     parent = registry.champion()
     manifest = Manifest(
         parent_version=parent.version if parent else None,
-        dataset=DatasetInfo(uri=spec.dataset.uri, fingerprint=data_fingerprint, windows=windows.sizes()),
+        dataset=DatasetInfo(uri=spec.dataset.uri, fingerprint=data_fingerprint, windows=windows.sizes(),
+                            unlabelled_dropped=windows.unlabelled_dropped),
         spec_hash=spec.spec_hash(),
         spec=spec.manifest_copy(),
         code_revision=code_revision(),

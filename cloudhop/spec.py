@@ -98,7 +98,8 @@ class DatasetSpec(_Strict):
     allow_http: bool = Field(default=False, description=f"accept an http(s) uri (also {HTTP_ENV}=1)")
     engine: Literal["auto", "pandas", "dask"] = Field(
         default="auto", description="pandas for data that fits, dask for larger; auto decides from size")
-    limit: int | None = Field(default=None, ge=1, description="read only the first N rows (for quick runs)")
+    limit: int | None = Field(default=None, ge=1, description="use a seeded sample of N rows spread over the whole "
+                              "dataset (for quick runs: every time window keeps rows; held in memory)")
     dask_address: str | None = Field(
         default=None, description="Dask scheduler for the dask engine (tcp://host:8786); when unset, "
                                   "CLOUDHOP_DASK_ADDRESS, else a local cluster; a remote one needs tls://")
@@ -124,6 +125,10 @@ class DatasetSpec(_Strict):
 class TargetSpec(_Strict):
     column: str
     task: Literal["binary", "regression"]
+    missing: Literal["drop", "fail"] = Field(
+        default="drop", description="rows without a label (a null target): drop them before training and "
+                                    "evaluation (counted in the log, the run summary and the manifest), or fail "
+                                    "the data gate")
 
 
 class SplitSpec(_Strict):
@@ -164,6 +169,8 @@ class ModelSpec(_Strict):
 class EvaluationSpec(_Strict):
     metric: Literal["roc_auc", "log_loss", "accuracy", "rmse", "mae"] | None = None
     promote_margin: float = Field(default=0.0, ge=0.0, description="how much better than the champion to promote")
+    require_beat_baseline: bool = Field(default=True, description="promote only a candidate that beats the "
+                                        "linear baseline fitted in the same run on the holdout (first model too)")
 
 
 class DriftSpec(_Strict):

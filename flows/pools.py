@@ -1,7 +1,8 @@
 """Work pools from the cloud catalog: `python -m flows.pools apply|list|templates`.
 
   apply [--local]     create or update every enabled cloud's pool on PREFECT_API_URL
-                      (--local: a `process` pool per cloud, same names, to run everything here)
+                      (--local: a `process` pool per cloud, same names, to run everything here),
+                      and the automation that marks runs whose process died Crashed (tasks.crashed)
   list  [--local]     each pool's state on the server against the catalog
   templates [--check] write deployments/work-pools/<pool>.json from the installed workers'
                       default templates (--check: exit 1 if the committed files differ)
@@ -19,6 +20,7 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL
 
 from cloudhop.clouds import Catalog, CatalogError, PoolChange, build_template, load_catalog, same_template
+from tasks.crashed import CRASHED_AUTOMATION, apply_crashed_automation
 from tasks.pools import apply_changes, desired_pools, plan, worker_default_template
 
 DEFAULT_CATALOG = "deployments/clouds.yaml"
@@ -81,6 +83,7 @@ def cmd_apply(catalog: Catalog, catalog_path: str, local: bool) -> int:
     conflicts = [ch for ch in changes if ch.action == "conflict"]
     for ch in conflicts:
         print(f"error: pool {ch.pool.name}: {ch.detail}", file=sys.stderr)
+    print(f"automation {CRASHED_AUTOMATION}: {apply_crashed_automation()}")
     return 1 if conflicts else 0
 
 

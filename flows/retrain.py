@@ -70,7 +70,7 @@ def retrain(
         spec: Path to the pipeline spec (YAML); empty when `model` names the spec.
         window: Time windows that replace the spec's split for this run (empty fields keep the spec's).
         max_epochs: Cap on training epochs; empty keeps the spec's.
-        dataset_limit: Read only the first N rows, for quick runs.
+        dataset_limit: Use a seeded sample of N rows spread over the whole dataset, for quick runs.
         dataset_uri: Read this dataset (any fsspec URI) instead of the spec's.
         deploy: Roll a promoted model out to the spec's serving targets.
         reason: Why this run happens: manual, schedule or a drift event.
@@ -119,9 +119,11 @@ def retrain(
                                                       reason=reason)
         except AliasError as e:  # a newer version became champion while this run trained: it stays
             get_run_logger().warning("%s", e)
+    champion = registry.alias("champion")  # none yet when the first version did not pass the gate
     summary = {
         "model": s.name, "version": mv.version, "promoted": evaluation.promote, "reason": evaluation.reason,
-        "champion": registry.alias("champion")["version"],
+        "unlabelled_dropped": windows.unlabelled_dropped,
+        "champion": champion["version"] if champion else None,
         "metrics": {"candidate": evaluation.candidate, "champion": evaluation.champion,
                     "baseline": evaluation.baseline},
         "drift": drift.summary(), "training": trained.info, "attempts": attempts,
@@ -141,6 +143,7 @@ def _summary_md(s: dict) -> str:
     return (f"# {s['model']} v{s['version']} ({'promoted' if s['promoted'] else 'not promoted'})\n\n{s['reason']}\n\n"
             f"| metric | candidate | champion | baseline |\n|---|---|---|---|\n{rows}\n\n"
             f"Drift share {d['share']:.3f}; drifted columns: {', '.join(d['drifted_columns']) or 'none'}\n\n"
+            f"Unlabelled rows dropped: {s['unlabelled_dropped']}\n\n"
             f"Trained on {s['training'].get('where')} ({s['training'].get('device')}), "
             f"{s['training'].get('steps')} steps. Artifacts: `{s['store']}`\n" + _cost_md(s["cost"]))
 
@@ -163,14 +166,17 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
+    from flows.cli import run_flow
+
     p = argparse.ArgumentParser(description="run the retrain flow once, in this process, against PREFECT_API_URL")
     p.add_argument("--spec", default="specs/flights.yaml")
     p.add_argument("--max-epochs", type=int)
-    p.add_argument("--limit", type=int, help="read only the first N rows")
+    p.add_argument("--limit", type=int, help="use a seeded sample of N rows spread over the whole dataset")
     p.add_argument("--no-deploy", action="store_true")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec field by its dotted key, the value read as YAML "
                         "(only fields a run may override, e.g. --set model.batch_size=1024)")
+    p.add_argument("--debug", action="store_true", help="print the traceback of a failure in the terminal too")
     a = p.parse_args(argv)
     overrides = {}
     for item in a.set:
@@ -178,16 +184,18 @@ def main(argv: list[str] | None = None) -> int:
         if not eq or not key:
             p.error(f"--set {item!r}: expected KEY=VALUE")
         overrides[key] = yaml.safe_load(value)
-    s = retrain(spec=a.spec, max_epochs=a.max_epochs, dataset_limit=a.limit, deploy=not a.no_deploy,
-                overrides=overrides or None)
+    s = run_flow(retrain, debug=a.debug, spec=a.spec, max_epochs=a.max_epochs, dataset_limit=a.limit,
+                 deploy=not a.no_deploy, overrides=overrides or None)
     api = os.environ.get("PREFECT_API_URL", "")
     ui = api[: -len("/api")] if api.endswith("/api") else api
     m = s["metrics"]
     print()
     print(f"Prefect UI:   {ui or '(ephemeral: no UI)'}   (flow runs -> retrain)")
     print(f"Model:        {s['model']} v{s['version']} ({'promoted to champion' if s['promoted'] else 'not promoted'}); "
-          f"champion is v{s['champion']}")
+          + (f"champion is v{s['champion']}" if s["champion"] else "no champion yet: nothing served"))
     print(f"Why:          {s['reason']}")
+    if s["unlabelled_dropped"]:
+        print(f"Unlabelled:   {s['unlabelled_dropped']} rows without a target value dropped")
     print(f"{'metric':10} {'candidate':>10} {'champion':>10} {'baseline':>10}")
     for k, v in m["candidate"].items():
         ch = "" if m["champion"] is None else f"{m['champion'][k]:.4f}"

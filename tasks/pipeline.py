@@ -150,7 +150,11 @@ def report_validation(spec: PipelineSpec, result, raise_on_failure: bool = True)
 @task(name="split-windows", **_task)
 def split_task(table: Table, spec: PipelineSpec, executor: Executor | None = None):
     w = pipeline.split(table, spec, executor)
-    get_run_logger().info("windows: %s", w.sizes())
+    logger = get_run_logger()
+    if w.unlabelled_dropped:
+        logger.warning("dropped %s unlabelled rows (no %r value; target.missing: drop)", w.unlabelled_dropped,
+                       spec.target.column)
+    logger.info("windows: %s", w.sizes())
     return w
 
 

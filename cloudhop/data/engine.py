@@ -17,7 +17,7 @@ from typing import Iterator, Literal, Sequence
 from cloudhop.data.executor import DaskExecutor, Executor, LocalExecutor, dask_address, dask_client
 from cloudhop.data.load import BUILTIN_PREFIX, load_dataset
 from cloudhop.data.parquet import estimate_memory_bytes, open_parquet
-from cloudhop.data.table import FrameTable, Table
+from cloudhop.data.table import FrameTable, Table, sample_table
 from cloudhop.spec import PipelineSpec
 
 __all__ = ["open_table", "choose_engine", "executor_for", "PANDAS_MAX_BYTES_ENV"]
@@ -47,10 +47,21 @@ def choose_engine(spec: PipelineSpec, max_pandas_bytes: int | None = None) -> Li
 
 def open_table(spec: PipelineSpec, engine: Literal["pandas", "dask"] | None = None) -> Table:
     """The spec's dataset as a Table: one frame in memory (pandas) or partitioned Parquet (dask),
-    by `engine` or else `choose_engine(spec)`."""
+    by `engine` or else `choose_engine(spec)`.
+
+    With `dataset.limit` N, the table is a seeded sample of N rows of the whole dataset
+    (`sample_table`, seeded by model.seed), held in memory whichever engine read it: a quick
+    run keeps rows in every time window, where the first N rows would all be the earliest."""
+    table: Table
     if (engine or choose_engine(spec)) == "dask":
-        return open_parquet(spec)
-    return FrameTable(load_dataset(spec), uri=spec.dataset.uri, time_column=spec.split.time_column)
+        table = open_parquet(spec)
+    else:
+        table = FrameTable(load_dataset(spec), uri=spec.dataset.uri, time_column=spec.split.time_column)
+    limit = spec.dataset.limit
+    if limit is None or table.count() <= limit:
+        return table
+    return FrameTable(sample_table(table, limit, spec.model.seed), uri=spec.dataset.uri,
+                      time_column=spec.split.time_column)
 
 
 @contextmanager

@@ -43,15 +43,13 @@ def flights_table() -> pd.DataFrame:
 _BUILTINS = {"nycflights13/flights": flights_table}
 
 
-def read_table(uri: str, fmt: str = "auto", storage_options: dict[str, Any] | None = None,
-               limit: int | None = None) -> pd.DataFrame:
+def read_table(uri: str, fmt: str = "auto", storage_options: dict[str, Any] | None = None) -> pd.DataFrame:
     """Read a Parquet or CSV file (or a folder of Parquet files) from any fsspec URI."""
     if uri.startswith(BUILTIN_PREFIX):
         name = uri[len(BUILTIN_PREFIX):]
         if name not in _BUILTINS:
             raise DataError(f"unknown builtin dataset {uri!r}; known: {', '.join(BUILTIN_PREFIX + k for k in _BUILTINS)}")
-        df = _BUILTINS[name]()
-        return df.head(limit) if limit else df
+        return _BUILTINS[name]()
     if fmt == "auto":
         low = uri.lower().rstrip("/")
         fmt = "csv" if low.endswith((".csv", ".csv.gz", ".tsv")) else "parquet"
@@ -69,11 +67,9 @@ def read_table(uri: str, fmt: str = "auto", storage_options: dict[str, Any] | No
         raise DataError(f"cannot open dataset {uri}: {e}") from None
     try:
         if fmt == "csv":
-            df = pd.read_csv(uri, storage_options=storage_options or None, nrows=limit)
+            df = pd.read_csv(uri, storage_options=storage_options or None)
         else:
             df = pd.read_parquet(uri, storage_options=storage_options or None)
-            if limit:
-                df = df.head(limit)
     except pd.errors.EmptyDataError:
         raise DataError(f"dataset {uri} is an empty CSV file (no header, no rows)") from None
     except Exception as e:
@@ -95,7 +91,7 @@ def coerce_types(df: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
 
 def load_dataset(spec: PipelineSpec) -> pd.DataFrame:
     d = spec.dataset
-    df = read_table(d.uri, d.format, d.fs_options, d.limit)
+    df = read_table(d.uri, d.format, d.fs_options)
     if len(df.columns) == 0:
         raise DataError(f"dataset {d.uri} has no columns")
     return coerce_types(df, spec)

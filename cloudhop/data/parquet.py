@@ -45,6 +45,7 @@ class Partition:
     widen: tuple[str, ...] = ()                       # int -> float64, bool -> object (nulls elsewhere)
     time_column: str | None = None
     window: tuple[pd.Timestamp | None, pd.Timestamp | None] | None = None   # [start, end) on time_column
+    labelled: str | None = None  # only rows where this column holds a value (Table.labelled)
     counted: int | None = None  # rows in the window, once counted (cloudhop.data.table.split counts them)
 
     @property
@@ -65,6 +66,8 @@ class Partition:
         want = None if columns is None else list(dict.fromkeys(columns))
         if want is not None and self.window is not None and self.time_column and self.time_column not in want:
             want.append(self.time_column)
+        if want is not None and self.labelled and self.labelled not in want:
+            want.append(self.labelled)
         fs, path = fsspec.core.url_to_fs(self.path, **dict(self.storage_options))
         try:
             with fs.open(path, "rb") as f:
@@ -88,15 +91,19 @@ class Partition:
             df = coerce_types(df, _time_only_spec(self.time_column))
         if self.window is not None:
             df = df[time_mask(df[self.time_column], *self.window)].reset_index(drop=True)
+        if self.labelled:
+            df = df[df[self.labelled].notna().to_numpy()].reset_index(drop=True)
         return df if columns is None else df[list(dict.fromkeys(columns))]
 
     def count(self) -> int:
-        """Rows in the partition (in its window, when set: reads only the time column, unless counted)."""
-        if self.window is None or not self.time_column:
+        """Rows in the partition (in its window and labelled, when set: reads only the time column and
+        the labelled one, unless counted)."""
+        windowed = self.window is not None and bool(self.time_column)
+        if not windowed and not self.labelled:
             return self.rows
         if self.counted is not None:
             return self.counted
-        return len(self.read([self.time_column]))
+        return len(self.read([c for c in (self.time_column if windowed else None, self.labelled) if c]))
 
 
 def _time_only_spec(time_column: str) -> Any:
@@ -128,6 +135,10 @@ class ParquetTable:
             raise DataError(f"dataset {self.uri}: a window needs the spec's time column")
         w = (None if start is None else pd.Timestamp(start), None if end is None else pd.Timestamp(end))
         return replace(self, parts=[replace(p, window=w, counted=None) for p in self.parts])
+
+    def labelled(self, column: str) -> "ParquetTable":
+        """Rows where `column` holds a value (each partition filters as it reads)."""
+        return replace(self, parts=[replace(p, labelled=column, counted=None) for p in self.parts])
 
     def with_counts(self, counts: Sequence[int]) -> "ParquetTable":
         if len(counts) != len(self.parts):
@@ -199,7 +210,7 @@ def _files(uri: str, storage_options: dict[str, Any]) -> tuple[Any, list[str]]:
 
 
 def open_dataset(uri: str, storage_options: dict[str, Any] | None = None, *, time_column: str | None = None,
-                 limit: int | None = None, partition_bytes: int = PARTITION_BYTES) -> ParquetTable:
+                 partition_bytes: int = PARTITION_BYTES) -> ParquetTable:
     """List a Parquet dataset's partitions from its files' footers (no data is read)."""
     if uri.startswith(BUILTIN_PREFIX):
         raise DataError(f"dataset {uri} is built in and held in memory: use the pandas engine")
@@ -243,8 +254,6 @@ def open_dataset(uri: str, storage_options: dict[str, Any] | None = None, *, tim
             first += rows
     widen = tuple(sorted(c for c, k in kinds.items() if k and nulls.get(c, 0) > 0))
     parts = [replace(p, widen=widen) for p in parts]
-    if limit is not None:
-        parts = _head(parts, limit)
     return ParquetTable(uri, parts, columns, digest.hexdigest()[:16])
 
 
@@ -293,24 +302,12 @@ def _group_row_groups(md: Any, target: int) -> list[list[int]]:
     return groups
 
 
-def _head(parts: list[Partition], limit: int) -> list[Partition]:
-    """Whole partitions up to `limit` rows (a partition is never split: a limit is for quick runs)."""
-    out, n = [], 0
-    for p in parts:
-        if n >= limit:
-            break
-        out.append(p)
-        n += p.rows
-    return out
-
-
 def open_parquet(spec: PipelineSpec, partition_bytes: int = PARTITION_BYTES) -> ParquetTable:
     """The spec's dataset as partitioned Parquet (the dask engine's table)."""
     d = spec.dataset
     if d.format == "csv":
         raise DataError(f"dataset {d.uri}: the dask engine reads Parquet (format is csv)")
-    return open_dataset(d.uri, d.fs_options, time_column=spec.split.time_column, limit=d.limit,
-                        partition_bytes=partition_bytes)
+    return open_dataset(d.uri, d.fs_options, time_column=spec.split.time_column, partition_bytes=partition_bytes)
 
 
 # -- size -------------------------------------------------------------------------

@@ -80,6 +80,10 @@ class Table(Protocol):
         """Rows with start <= time < end on the spec's time column (either bound None)."""
         ...
 
+    def labelled(self, column: str) -> "Table":
+        """Rows where `column` holds a value (not null): a target's labelled rows."""
+        ...
+
     def with_counts(self, counts: Sequence[int]) -> "Table":
         """The same table with its parts' row counts known (`counts`, one per part, as each part's
         `count()` gave), so later counts read nothing."""
@@ -167,6 +171,15 @@ def _count(part: Part) -> int:
     return part.count()
 
 
+def _count_labelled(part: Part, column: str | None) -> tuple[int, int]:
+    """(rows, rows where `column` holds a value) of a part; both its rows when `column` is None."""
+    if column is None:
+        n = part.count()
+        return n, n
+    values = part.read([column])[column]
+    return len(values), int(values.notna().sum())
+
+
 def _take(job: tuple[Part, np.ndarray | None], columns: list[str] | None) -> pd.DataFrame:
     part, take = job
     df = part.read(columns)
@@ -232,6 +245,11 @@ class FrameTable:
         return FrameTable(self.frame[keep].reset_index(drop=True), uri=self.uri, time_column=self.time_column,
                           fingerprint=self._fingerprint)
 
+    def labelled(self, column: str) -> "FrameTable":
+        keep = self.frame[column].notna().to_numpy()
+        return FrameTable(self.frame[keep].reset_index(drop=True), uri=self.uri, time_column=self.time_column,
+                          fingerprint=self._fingerprint)
+
     def with_counts(self, counts: Sequence[int]) -> "FrameTable":
         return self  # a frame's count costs nothing
 
@@ -262,10 +280,12 @@ class FrameTable:
 # -- windows -------------------------------------------------------------------------
 @dataclass
 class Windows:
-    """The spec's time windows of one table: train < validation < holdout."""
+    """The spec's time windows of one table: train < validation < holdout; `unlabelled_dropped`
+    rows of them had no target value and were left out (target.missing: drop)."""
     train: Table
     validation: Table
     holdout: Table
+    unlabelled_dropped: int = 0
 
     def sizes(self) -> dict[str, int]:
         return {"train": self.train.count(), "validation": self.validation.count(), "holdout": self.holdout.count()}
@@ -273,16 +293,25 @@ class Windows:
 
 def split(table: Table, spec: PipelineSpec, executor: Executor | None = None) -> Windows:
     """The spec's time windows of `table`, each part's rows in its window counted once here (on
-    `executor`) for every later step. DataError when a window is empty."""
+    `executor`) for every later step. With target.missing `drop` (the default), rows without a
+    target value are left out of every window and counted in the same pass. DataError when a
+    window is empty, or has no labelled rows."""
     s = spec.split
     v, h = pd.Timestamp(s.validation_start), pd.Timestamp(s.holdout_start)
     start = pd.Timestamp(s.train_start) if s.train_start else None
     end = pd.Timestamp(s.holdout_end) if s.holdout_end else None
     tables = [table.window(a, b) for a, b in ((start, v), (v, h), (h, end))]
-    counts = iter(run_parts(executor, _count, [p for t in tables for p in t.parts]))
-    w = Windows(*(t.with_counts([next(counts) for _ in t.parts]) for t in tables))
+    target = spec.target.column if spec.target.missing == "drop" else None
+    counted = run_parts(executor, _count_labelled, [p for t in tables for p in t.parts], column=target)
+    if target:
+        tables = [t.labelled(target) for t in tables]
+    counts = iter(counted)
+    train, validation, holdout = (t.with_counts([next(counts)[1] for _ in t.parts]) for t in tables)
+    w = Windows(train, validation, holdout, unlabelled_dropped=sum(rows - labelled for rows, labelled in counted))
     empty = [k for k, n in w.sizes().items() if n == 0]
     if empty:
-        raise DataError(f"time windows {', '.join(empty)} are empty in {table.uri}: "
+        unlabelled = f" of labelled rows ({w.unlabelled_dropped} rows without {target!r} dropped)" \
+            if w.unlabelled_dropped else ""
+        raise DataError(f"time windows {', '.join(empty)} are empty{unlabelled} in {table.uri}: "
                         f"split is validation_start={v}, holdout_start={h}")
     return w

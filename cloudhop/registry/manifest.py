@@ -36,6 +36,7 @@ class DatasetInfo(_Part):
     uri: str | None = None
     fingerprint: str | None = None
     windows: dict[str, int] = {}  # rows per window: train, validation, holdout
+    unlabelled_dropped: int | None = None  # rows of the windows left out for lack of a target value
 
 
 class Features(_Part):

@@ -11,9 +11,12 @@ from cloudhop.training.preprocess import Preprocessor
 from cloudhop.training.errors import TrainingError
 from cloudhop.training.labels import encode_binary
 
-__all__ = ["metrics", "fit_baseline", "Baseline", "HIGHER_IS_BETTER", "Evaluation", "promotion"]
+__all__ = ["metrics", "fit_baseline", "Baseline", "HIGHER_IS_BETTER", "BASELINE_TIE", "Evaluation", "promotion"]
 
 HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "log_loss": False, "rmse": False, "mae": False}
+# The network starts as the baseline (a float32 copy of its weights), so a network that learned
+# nothing scores the baseline's metric give or take float rounding: a gain this small is none.
+BASELINE_TIE = 1e-4
 _EPS = 1e-15
 
 
@@ -34,19 +37,38 @@ class Evaluation:
                  "baseline": round(self.baseline[name], 5)} for name in self.candidate]
 
 
-def promotion(metric: str, margin: float, candidate: dict[str, float], champion: dict[str, float] | None,
-              champion_version: str | None, champion_error: str = "") -> tuple[bool, str]:
-    """The promotion policy: promote when there is no champion to compare with (none yet, or one
-    that cannot score this holdout: `champion_error` says why), else when the candidate beats the
-    champion on `metric` by more than `margin`. Returns (promote, reason for people)."""
-    if champion_version is None:
-        return True, "first model: promoted"
-    if champion is None:
-        return True, champion_error + "promoted"
+def promotion(metric: str, margin: float, candidate: dict[str, float], baseline: dict[str, float],
+              champion: dict[str, float] | None, champion_version: str | None, champion_error: str = "",
+              require_beat_baseline: bool = True) -> tuple[bool, str]:
+    """The promotion policy, two gates in turn:
+
+    1. the baseline gate (unless `require_beat_baseline` is off): the candidate must beat the
+       linear baseline fitted in the same run on `metric` (by more than BASELINE_TIE); a network
+       that cannot beat a linear model on its own holdout is not served, the first model included;
+    2. the champion gate: the candidate must beat the champion on `metric` by more than `margin`;
+       passed when there is no champion to compare with (none yet, or one that cannot score this
+       holdout: `champion_error` says why).
+
+    Returns (promote, reason for people); the reason names the gate that failed."""
     sign = 1 if HIGHER_IS_BETTER[metric] else -1
-    promote = sign * (candidate[metric] - champion[metric]) > margin
-    return promote, (f"{metric} {candidate[metric]:.4f} vs champion v{champion_version} {champion[metric]:.4f}: "
-                     f"{'better' if promote else 'not better'} by more than {margin}")
+    cand = candidate[metric]
+    passed = []
+    if require_beat_baseline:
+        base = baseline[metric]
+        if not sign * (cand - base) > BASELINE_TIE:
+            return False, (f"baseline gate failed: {metric} {cand:.4f} vs same-run baseline {base:.4f}: "
+                           "not better; not promoted")
+        passed.append(f"beats the baseline ({metric} {cand:.4f} vs {base:.4f})")
+    if champion_version is None:
+        return True, "; ".join(["first model", *passed, "promoted"])
+    if champion is None:
+        return True, champion_error + "; ".join([*passed, "promoted"])
+    promote = sign * (cand - champion[metric]) > margin
+    verdict = (f"{metric} {cand:.4f} vs champion v{champion_version} {champion[metric]:.4f}: "
+               f"{'better' if promote else 'not better'} by more than {margin}")
+    if not promote:
+        return False, f"champion gate failed: {verdict}; not promoted"
+    return True, "; ".join([*passed, verdict, "promoted"])
 
 
 def metrics(task: str, y_true: Any, y_pred: Any, classes: list[Any] | None = None) -> dict[str, float]:

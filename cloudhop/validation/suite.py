@@ -50,7 +50,7 @@ def build_expectations(spec: PipelineSpec) -> list[Expectation]:
     """The suite the spec implies, grouped by column, table checks first.
 
     - the table has at least one row; every spec column exists and has a dtype its type allows;
-    - nullable: false -> no nulls; nullable columns -> not entirely null;
+    - nullable: false (and a target with `missing: fail`) -> no nulls; nullable columns -> not entirely null;
     - min/max -> values between (with the column's `mostly`); categories -> values in set (`mostly`);
     - the target has 2 distinct values (binary) or at least 2 (regression);
     - the time column has no nulls.
@@ -63,7 +63,7 @@ def build_expectations(spec: PipelineSpec) -> list[Expectation]:
         m = {"source": "spec"}
         out.append(E("expect_column_to_exist", {"column": name}, {**m, "check": "exists"}))
         out.append(E(DTYPE_CHECK, {"column": name, "kind": col.type}, {**m, "check": "type"}))
-        if not col.nullable or name == time_col:
+        if not col.nullable or name == time_col or (name == target and spec.target.missing == "fail"):
             out.append(E("expect_column_values_to_not_be_null", {"column": name}, {**m, "check": "not_null"}))
         else:
             out.append(E("expect_column_proportion_of_non_null_values_to_be_between",

@@ -45,6 +45,9 @@ def test_retrain_on_the_dask_engine_matches_pandas_and_serves(prefect_api_url, t
     spec["dataset"] = {"uri": str(data), "engine": "dask"}
     spec["store"] = str(tmp_path / "store")
     spec["model"].update(max_epochs=2, checkpoint_every=20, hidden=[32, 16])
+    # A network of two epochs on a 1/12 slice scores within a thousandth of the linear baseline either way; this test is
+    # about the dask engine, not the model's quality: the baseline gate is off (tests/integration/test_gates.py tests it).
+    spec["evaluation"]["require_beat_baseline"] = False
     spec["targets"] = [{"name": "local", "kind": "local",
                         "options": {"port": port, "state_dir": str(tmp_path / "serving")}}]
     spec_path = tmp_path / "spec.yaml"

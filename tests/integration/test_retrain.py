@@ -41,7 +41,9 @@ def env(tmp_path_factory, flights_slice, prefect_api_url):
     spec = copy.deepcopy(BASE)
     spec["dataset"] = {"uri": str(data)}
     spec["store"] = str(root / "store")
-    spec["model"].update(max_epochs=2, checkpoint_every=20, hidden=[32, 16])
+    # settings under which the network beats the linear baseline on this slice (AUC +0.0014 measured):
+    # the first model passes the promotion gate on its merit
+    spec["model"].update(max_epochs=3, checkpoint_every=20, hidden=[32, 16], learning_rate=0.003, batch_size=256)
     spec["targets"] = [{"name": "local", "kind": "local",
                         "options": {"port": port, "state_dir": str(root / "serving")}}]
     path = root / "spec.yaml"
@@ -76,7 +78,8 @@ def test_retrain_registers_promotes_and_serves(env, first_run, flights_slice):
     assert s["version"] == "1" and s["promoted"] and s["champion"] == "1"
     m = s["metrics"]
     assert m["champion"] is None
-    assert m["candidate"]["roc_auc"] > m["baseline"]["roc_auc"] - 0.05  # small slice, 2 epochs: close to it
+    assert m["candidate"]["roc_auc"] > m["baseline"]["roc_auc"]
+    assert "beats the baseline" in s["reason"], s["reason"]
     assert 0.0 <= s["drift"]["share"] <= 1.0
 
     reg = _registry(env)
@@ -113,6 +116,7 @@ def test_same_training_again_resumes_from_checkpoint_and_is_not_promoted_without
     assert s["training"]["steps_run"] == 0
     assert s["version"] == "2"
     assert not s["promoted"] and s["champion"] == "1"
+    assert s["reason"].startswith("champion gate failed: roc_auc"), s["reason"]
     assert _served_version(env) == "1"
 
 

@@ -86,6 +86,9 @@ def test_the_sentinel_secret_is_found_nowhere(prefect_api_url, moto_url, tmp_pat
     spec["dataset"] = {"uri": f"s3://{BUCKET}/data/flights.parquet", "storage_options": endpoint, "credentials": ref}
     spec.update(store=f"s3://{BUCKET}/store", store_options=endpoint, store_credentials=ref)
     spec["model"].update(max_epochs=1, checkpoint_every=50, hidden=[16])
+    # A network of one epoch on a 1/24 slice scores within a thousandth of the linear baseline either way; this test is
+    # about credentials, not the model's quality: the baseline gate is off (tests/integration/test_gates.py tests it).
+    spec["evaluation"]["require_beat_baseline"] = False
     spec["targets"] = [{"name": "local", "kind": "local", "options": {
         "port": port, "state_dir": str(tmp_path / "serving"), "server_args": ["--log-flush-seconds", "0.5"]}}]
     path = tmp_path / "spec.yaml"
@@ -135,7 +138,7 @@ def test_the_sentinel_secret_is_found_nowhere(prefect_api_url, moto_url, tmp_pat
     assert any(k.endswith("manifest.json") for k in keys) and any("/deploys/" in k for k in keys)
     assert any(k.endswith("validation.json") for k in keys)
     found += [hit for k in keys for text in _object_texts(s3, k) for hit in _found_in(f"s3://{BUCKET}/{k}", text)]
-    served_log = tmp_path / "serving" / "local.log"
+    served_log = target.log_path  # the local server's log, named by model and target
     assert "serving" in served_log.read_text()
     found += _found_in(str(served_log), served_log.read_bytes())
 

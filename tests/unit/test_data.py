@@ -36,7 +36,7 @@ def test_csv_and_parquet_round_trip(tmp_path, flights):
     small.to_parquet(tmp_path / "f.parquet")
     small.to_csv(tmp_path / "f.csv", index=False)
     assert len(read_table(str(tmp_path / "f.parquet"))) == 100
-    assert len(read_table(str(tmp_path / "f.csv"), limit=10)) == 10
+    assert len(read_table(str(tmp_path / "f.csv"))) == 100
 
 
 def test_bad_files_give_clear_errors(tmp_path, flights):
@@ -61,3 +61,17 @@ def test_fingerprint_tracks_content(flights):
     b = a.copy()
     b.loc[3, "distance"] = b.loc[3, "distance"] + 1
     assert fingerprint(a) != fingerprint(b)
+
+
+def test_a_quick_run_of_the_flights_spec_keeps_every_window_and_month(flights):
+    """`./scripts/demo --limit 30000`: a seeded sample spread over the year, not January's first rows."""
+    from cloudhop.data import open_table
+
+    s = load_spec("specs/flights.yaml", {"dataset.limit": 30_000})
+    t = open_table(s)
+    sample = t.to_pandas()
+    assert len(sample) == 30_000 and sample["time_hour"].dt.month.nunique() == 12
+    assert sample["time_hour"].is_monotonic_increasing  # rows in their order
+    sizes = split(t, s).sizes()
+    assert all(n > 1000 for n in sizes.values()), sizes
+    assert open_table(s).fingerprint == t.fingerprint  # seeded: the same rows every time

@@ -110,3 +110,13 @@ def test_pools_with_an_object_store_or_only_process_pools_load():
     s = parse_spec(spec_with(compute={"mode": "pools", "clouds": ["container"]}, store="s3://bucket/x"))
     assert s.store == "s3://bucket/x"
     assert parse_spec(spec_with(compute={"mode": "local", "clouds": ["container"]})).compute.mode == "local"
+
+
+def test_gates_default_on_and_only_the_spec_turns_the_baseline_gate_off():
+    s = load_spec("specs/flights.yaml")
+    assert s.evaluation.require_beat_baseline is True and s.target.missing == "drop"
+    assert parse_spec(spec_with(evaluation__require_beat_baseline=False)).evaluation.require_beat_baseline is False
+    with pytest.raises(SpecError, match="evaluation.require_beat_baseline: cannot be overridden in a run"):
+        load_spec("specs/flights.yaml", {"evaluation.require_beat_baseline": False})
+    with pytest.raises(SpecError, match=r"target\.missing"):
+        parse_spec(spec_with(target__missing="impute"))

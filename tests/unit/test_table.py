@@ -146,3 +146,54 @@ def test_bad_use_is_a_clear_error(whole):
         FrameTable(whole).sample(0, 1)
     with pytest.raises(IndexError, match="one part"):
         list(FrameTable(whole).frames(order=[1]))
+
+
+def _write_uneven(d, df: pd.DataFrame, sizes=(100, 350, 1, 549)) -> str:
+    start = 0
+    for i, n in enumerate(sizes):
+        pq.write_table(pa.Table.from_pandas(df.iloc[start:start + n], preserve_index=False),
+                       d / f"part-{i:02d}.parquet", row_group_size=120)
+        start += n
+    return str(d)
+
+
+def test_unlabelled_rows_are_dropped_from_every_window_and_counted(tmp_path, whole):
+    df = whole.assign(y=whole["y"].astype("Int64"))
+    df.loc[[3, 500, 501, 999], "y"] = pd.NA  # one in train, two in validation, one in the holdout
+    uri = _write_uneven(tmp_path, df)
+    nullable = {**SPEC, "dataset": {"uri": uri},
+                "columns": {**SPEC["columns"], "y": {**SPEC["columns"]["y"], "nullable": True}}}
+    spec = parse_spec(nullable)
+    frame = FrameTable(load_dataset(spec), uri=uri, time_column="t")
+    wf, wp = split(frame, spec), split(open_parquet(spec), spec, LocalExecutor())
+    assert wf.unlabelled_dropped == wp.unlabelled_dropped == 4
+    assert wf.sizes() == wp.sizes() == {"train": 455, "validation": 382, "holdout": 159}
+    for name in ("train", "validation", "holdout"):
+        got = getattr(wp, name).to_pandas()
+        pd.testing.assert_frame_equal(getattr(wf, name).to_pandas(), got)
+        assert got["y"].notna().all()
+    # a sample of the labelled rows reads only labelled rows, the same from both engines
+    pd.testing.assert_frame_equal(wf.train.sample(50, 1, ["x", "y"]), wp.train.sample(50, 1, ["x", "y"]))
+
+    # target.missing: fail keeps every row (the data gate refuses them: see test_validation)
+    kept = split(frame, parse_spec({**nullable, "target": {**SPEC["target"], "missing": "fail"}}))
+    assert kept.unlabelled_dropped == 0 and sum(kept.sizes().values()) == ROWS
+
+    # a window left without labelled rows is a clear error
+    no_labels = df.assign(y=df["y"].where(df["t"] < pd.Timestamp("2024-02-05"), pd.NA))
+    with pytest.raises(DataError, match=r"time windows holdout are empty of labelled rows \(163 rows without 'y' dropped\)"):
+        split(FrameTable(no_labels, uri=uri, time_column="t"), spec)
+
+
+def test_a_limit_is_a_seeded_sample_over_the_whole_range(tables, whole):
+    frame, _, spec = tables
+    want = sample_table(FrameTable(whole), 90, 0)
+    for engine in ("pandas", "dask"):
+        limited = parse_spec({**SPEC, "dataset": {"uri": frame.uri, "engine": engine, "limit": 90}})
+        t = open_table(limited)
+        assert isinstance(t, FrameTable) and t.count() == 90
+        pd.testing.assert_frame_equal(t.to_pandas(), want)
+        sizes = split(t, limited).sizes()  # every window keeps rows; the first 90 rows would all be training
+        assert all(sizes.values()) and sum(sizes.values()) == 90, sizes
+    all_rows = open_table(parse_spec({**SPEC, "dataset": {"uri": frame.uri, "engine": "dask", "limit": ROWS}}))
+    assert isinstance(all_rows, ParquetTable)  # a limit at or above the size keeps the table as it is

@@ -440,3 +440,30 @@ def test_warm_start_from_the_linear_baseline(task):
     assert r.best_valid_loss == pytest.approx(start, rel=1e-3)
     assert r.best_epoch == 0  # no epoch beat the start, so the model is the baseline
     np.testing.assert_allclose(predict(r.model, r.preprocessor, va), bp, rtol=1e-3, atol=1e-3)
+
+
+def test_promotion_gates():
+    from cloudhop.training.evaluate import promotion
+
+    base, worse, better = {"roc_auc": 0.70}, {"roc_auc": 0.65}, {"roc_auc": 0.75}
+    # the first model must beat the same-run baseline too
+    assert promotion("roc_auc", 0.0, worse, base, None, None) == (
+        False, "baseline gate failed: roc_auc 0.6500 vs same-run baseline 0.7000: not better; not promoted")
+    assert promotion("roc_auc", 0.0, base, base, None, None)[0] is False  # a tie is not better
+    assert promotion("roc_auc", 0.0, {"roc_auc": 0.70005}, base, None, None)[0] is False  # nor float rounding
+    ok, reason = promotion("roc_auc", 0.0, better, base, None, None)
+    assert ok and reason == "first model; beats the baseline (roc_auc 0.7500 vs 0.7000); promoted"
+    assert promotion("roc_auc", 0.0, worse, base, None, None, require_beat_baseline=False) == (
+        True, "first model; promoted")
+    # then the champion, by more than the margin
+    ok, reason = promotion("roc_auc", 0.01, better, base, {"roc_auc": 0.745}, "3")
+    assert not ok and reason.startswith("champion gate failed: roc_auc 0.7500 vs champion v3 0.7450: not better")
+    ok, reason = promotion("roc_auc", 0.01, better, base, {"roc_auc": 0.70}, "3")
+    assert ok and "beats the baseline" in reason and "better by more than 0.01" in reason
+    # a champion that cannot score this holdout: the baseline gate still applies
+    assert not promotion("roc_auc", 0.0, worse, base, None, "3", "champion v3 cannot score; ")[0]
+    assert promotion("roc_auc", 0.0, better, base, None, "3", "champion v3 cannot score; ")[1].startswith(
+        "champion v3 cannot score; beats the baseline")
+    # lower is better for errors
+    assert promotion("rmse", 0.0, {"rmse": 1.0}, {"rmse": 1.2}, None, None)[0]
+    assert not promotion("rmse", 0.0, {"rmse": 1.3}, {"rmse": 1.2}, None, None)[0]

@@ -231,3 +231,14 @@ def test_not_a_pandas_frame():
     spec = load_spec(ROOT / "specs" / "flights.yaml")
     with pytest.raises(ValidationError, match="needs a pandas DataFrame, got builtins.dict"):
         validate({"a": [1]}, spec)  # type: ignore[arg-type]
+
+
+def test_unlabelled_rows_pass_the_gate_unless_the_target_must_be_complete(small, spec):
+    small["late"] = small["late"].astype("Int64")
+    small.loc[[3, 30, 300], "late"] = pd.NA
+    data = spec.model_dump(mode="json")
+    data["columns"]["late"]["nullable"] = True
+    assert validate(small, parse_spec(data)).success  # target.missing: drop (the default) drops them later
+    data["target"]["missing"] = "fail"
+    (msg,) = _failures(validate(small, parse_spec(data)), "late")
+    assert "3" in msg and "null" in msg, msg

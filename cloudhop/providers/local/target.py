@@ -1,5 +1,9 @@
 """The local target: the inference server as a detached process on this machine.
 
+Its state files (pid, log, admin token) in the state folder are named by model and target
+(`<model>.<target>.pid`, ...), so several models served on one machine under the same target
+name start, stop and swap independently.
+
 Each server it starts gets a fresh admin token (unless one is given), kept beside its pid file
 in the state folder with 0600 permissions and handed to the server by file name, so it is in no
 command line, environment or log. Whoever drives the server later (another deploy run, the
@@ -63,6 +67,11 @@ def _is_server(pid: int) -> bool:
         return False
 
 
+def _file_safe(name: str) -> str:
+    """A target name as part of a file name: characters other than letters, digits, - and _ become _."""
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write `text` readable by this user only (0600), replacing the file in one rename."""
     tmp = path.with_name(path.name + ".tmp")
@@ -89,9 +98,10 @@ class LocalTarget:
         self.start_timeout = start_timeout
         self.server_args = list(server_args or [])
         self.url = f"http://{host}:{self.port}"
-        self.log_path = self.state_dir / f"{name}.log"
-        self.pid_path = self.state_dir / f"{name}.pid"
-        self.token_path = self.state_dir / f"{name}.admin-token"
+        stem = f"{model}.{_file_safe(name)}"  # a model name has no dot (cloudhop.spec.NAME_PATTERN)
+        self.log_path = self.state_dir / f"{stem}.log"
+        self.pid_path = self.state_dir / f"{stem}.pid"
+        self.token_path = self.state_dir / f"{stem}.admin-token"
         self._endpoint: Endpoint | None = None
         self._proc: subprocess.Popen | None = None
 
