@@ -97,7 +97,8 @@ class ContainerTarget(LocalTarget):
         status, code, restarts = _state(container)
         logs = container.logs(tail=LOG_LINES).decode(errors="replace").rstrip()
         self._remove(client)
-        return TargetError(f"{head}: {status}, exit code {code}, restarted {restarts} time{'s' * (restarts != 1)}; "
+        state = "it never ran" if status == "created" else f"{status}, exit code {code}"
+        return TargetError(f"{head}: {state}, restarted {restarts} time{'s' * (restarts != 1)}; "
                            f"command: {shlex.join(cmd)}. The last lines of its log:\n{logs or '(empty)'}")
 
     def _remove(self, client) -> None:
@@ -148,7 +149,8 @@ class ContainerTarget(LocalTarget):
             if container is None:
                 raise TargetError(f"target {self.name}: container {self.container_name} was removed while it started")
             status, code, restarts = _state(container)
-            if status in ("exited", "dead") and (restarts >= self.max_restarts or code == 0):
+            # podman says "stopped" between a crash and its restart, "exited" once it gives up
+            if status in ("exited", "stopped", "dead") and (restarts >= self.max_restarts or code == 0):
                 why = "kept crashing before it was healthy" if restarts else "exited before it was healthy"
                 raise self._fail(client, cmd, why)
             time.sleep(0.2)
