@@ -1,10 +1,16 @@
 """Fixtures shared by the integration tests (the session's services are in tests/conftest.py)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from ops import engine, images
 from ops.deploy import deploy_project
 from ops.localserver import prefect_env
+
+NO_ENGINE = ("podman is not installed here: scripts/setup installs it as root (apt-get install -y podman runc "
+             "debootstrap); without root, install those")
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +41,26 @@ def flights_columns() -> dict:
         "temp": {"type": "float", "min": -40, "max": 130, "mostly": 0.99},
         "late": {"type": "int", "nullable": False, "categories": [0, 1], "role": "target"},
     }
+
+
+@pytest.fixture(scope="session")
+def serve_image() -> dict:
+    """The serve image, built once a session by `ops.images` (reused when unchanged: seconds); its report."""
+    if not engine.installed():
+        pytest.skip(NO_ENGINE)
+    return images.build_all(only=[images.SERVE])["serve"]
+
+
+@pytest.fixture(scope="session")
+def built_images(serve_image) -> dict:
+    """Both images, built once a session (the first build on a fresh machine takes minutes)."""
+    return {"serve": serve_image, **images.build_all(only=[images.TRAIN])}
+
+
+@pytest.fixture(scope="session")
+def docker_host(tmp_path_factory) -> Iterator[str]:
+    """Podman's Docker API on a socket of the session's own: the DOCKER_HOST URL."""
+    if not engine.installed():
+        pytest.skip(NO_ENGINE)
+    with engine.api_socket(tmp_path_factory.mktemp("podman")) as url:
+        yield url
