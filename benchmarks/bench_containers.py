@@ -44,6 +44,7 @@ from ops.localserver import prefect_env, temporary_server  # noqa: E402
 from ops.workers import Workers  # noqa: E402
 
 BUCKET, EVERY = "cloudhop-local", 20
+HEARTBEAT_TIMEOUT = 30  # the spec's default: a run silent this long has crashed
 TEST_ONLY_EDIT = ("test = [\n", 'test = [\n  "pytest-xdist>=3.5",  # benchmark: a test-only dependency\n')
 Row = tuple[str, str, str, str]
 
@@ -105,7 +106,7 @@ def write_spec(tmp: Path, ctx: dict, name: str, clouds: list[str], epochs: int) 
     spec["compute"] = {"mode": "pools", "catalog": str(ROOT / "deployments/clouds.yaml"), "clouds": clouds,
                        "gpu_count": 0,
                        "failover": {"retries": 0, "start_timeout_s": 30, "startup_timeout_s": 300,
-                                    "heartbeat_timeout_s": 60},
+                                    "heartbeat_timeout_s": HEARTBEAT_TIMEOUT},
                        "breaker": {"failures": 100, "window_minutes": 1}}
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -186,11 +187,9 @@ def killed_run(tmp: Path, ctx: dict, epochs: int) -> dict:
     t_kill = time.time()
     engine.podman("kill", box)
     newest = max(int(re.search(r"step-(\d+)\.pt$", k)[1]) for k in keys(store, "killed", r"/step-\d+\.pt$"))
-    [beat] = keys(store, "killed", r"/training/heartbeat-container-\d+\.json$")
-    at_kill = store.read_json(beat).get("step")  # the last beat before the kill (written every 2 s)
     resumed_at = first_beat(store, "killed", "container-b", run) - t_kill
     info = run.result()["training"]
-    return {"seconds": run.seconds, "resumed_at": resumed_at, "newest": newest, "at_kill": at_kill, "info": info}
+    return {"seconds": run.seconds, "resumed_at": resumed_at, "newest": newest, "info": info}
 
 
 def runs(epochs: int) -> list[Row]:
@@ -242,8 +241,8 @@ def runs(epochs: int) -> list[Row]:
          f"normal start {docker:.1f}", ""),
         ("resumed from step", str(resumed), f"newest checkpoint {newest}",
          "none lost" if resumed == newest else "MISSED"),
-        ("steps redone: last heartbeat's step - resumed", str((k["at_kill"] or resumed) - resumed),
-         f"at most {most}", "met" if most <= EVERY else "MISSED"),
+        ("steps redone, at most: newest checkpoint + interval - resumed", str(most), f"bar {EVERY}",
+         "met" if most <= EVERY else "MISSED"),
         ("steps on the second pool / total steps", f"{info['steps_run']} / {info['steps']}", "", ""),
     ]
 
@@ -265,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"{n} image size (MB)", f"{warm[n]['bytes'] / 1e6:.0f}", "", ""))
     rows += runs(a.epochs)
     print(f"\ncontainers on this machine ({os.cpu_count()} CPUs), podman {engine.podman('--version').stdout.split()[-1]}, "
-          f"checkpoint every {EVERY} steps, {a.epochs} epochs")
+          f"checkpoint every {EVERY} steps, {a.epochs} epochs, heartbeat timeout {HEARTBEAT_TIMEOUT}s")
     width = max(len(r[0]) for r in rows)
     print(f"{'figure':{width}}  {'value':>10}  {'baseline':>24}  ratio")
     for name, v, b, r in rows:
