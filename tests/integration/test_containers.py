@@ -214,8 +214,7 @@ def test_killed_container_resumes_from_the_newest_checkpoint_on_the_other_pool(p
 # -- serving in the container --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def serving(pools):
-    """Three published versions in an S3 store; a spec whose one target is a container target.
-    (tests/integration/test_deploy.py deploys to one among other targets, and breaks its start.)"""
+    """Three published versions in an S3 store; specs with a local target and a container target."""
     from cloudhop.spec import load_spec
     from cloudhop.targets import multi
     from cloudhop.testing import CATEGORICAL, NUMERIC, make_frame, publish_version
@@ -227,16 +226,23 @@ def serving(pools):
     pre = Preprocessor.fit(make_frame(200, seed=1), CATEGORICAL, NUMERIC)
     for seed in (1, 2, 3):
         publish_version(registry, pre, seed, make_frame(12, seed=7))
-    data = yaml.safe_load(open(ROOT / "specs/flights.yaml"))
-    data.update(name="flights", store=store.uri, store_options=pools["options"], targets=[
-        {"name": "box", "kind": "container", "options": {
-            "port": free_port(), "credentials": "cloudhop-store", "docker_host": pools["docker_host"],
-            "state_dir": str(pools["root"] / "serving")}}])
-    path = pools["root"] / "serving.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    yield {"registry": registry, "spec": str(path)}
-    s = load_spec(path)
-    multi.build(s.targets[0], s, {}).stop()
+    state = str(pools["root"] / "serving")
+    local = {"name": "here", "kind": "local", "options": {"port": free_port(), "state_dir": state}}
+    box = {"name": "box", "kind": "container", "options": {
+        "port": free_port(), "credentials": "cloudhop-store", "docker_host": pools["docker_host"], "state_dir": state}}
+
+    def spec(name: str, **box_options) -> str:
+        data = yaml.safe_load(open(ROOT / "specs/flights.yaml"))
+        data.update(name="flights", store=store.uri, store_options=pools["options"],
+                    targets=[local, {**box, "options": {**box["options"], **box_options}}])
+        path = pools["root"] / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return str(path)
+
+    yield {"registry": registry, "spec": spec}
+    s = load_spec(spec("teardown"))
+    for t in s.targets:
+        multi.build(t, s, {}).stop()
 
 
 def container_id(name: str) -> str | None:
@@ -250,8 +256,8 @@ def test_container_target_serves_hot_swaps_and_logs_predictions_to_the_store(ser
     from cloudhop.spec import load_spec
     from cloudhop.targets import multi
 
-    s = load_spec(serving["spec"])
-    target = multi.build(s.targets[0], s, env_from_block({"aws_access_key_id": "testing",
+    s = load_spec(serving["spec"]("serve"))
+    target = multi.build(s.targets[1], s, env_from_block({"aws_access_key_id": "testing",
                                                            "aws_secret_access_key": "testing"}))
     target.roll_out("1")
     assert target.health()["status"] == "ok" and target.live_version() == "1"
@@ -267,3 +273,40 @@ def test_container_target_serves_hot_swaps_and_logs_predictions_to_the_store(ser
     assert target.stop()  # SIGTERM: the server flushes its prediction log to the store
     assert container_id("cloudhop-serve-box") is None
     assert serving["registry"].store.list_dirs(log_prefix("flights")), "no prediction log in the store"
+
+
+@pytest.mark.parametrize("command, why, code, restarts, log", [
+    (["serve-flights"], "could not be started", None, 0, "serve-flights"),  # no such program in the image
+    (["python", "-m", "cloudhop.serving", "--store", f"s3://{BUCKET}/serving", "--model", "flights", "--port", "eighty"],
+     "kept crashing before it was healthy", 2, 2, "argument --port: invalid int value: 'eighty'"),
+], ids=["bad-command", "crash-loop"])
+def test_a_container_that_cannot_start_fails_clearly_and_the_other_targets_go_back(serving, command, why, code,
+                                                                                 restarts, log):
+    from cloudhop.providers.container.target import env_from_block
+    from cloudhop.spec import load_spec
+    from cloudhop.targets import multi
+
+    keys = env_from_block({"aws_access_key_id": "testing", "aws_secret_access_key": "testing"})
+
+    def targets(path: str):
+        s = load_spec(path)
+        return [multi.build(t, s, keys if t.kind == "container" else {}) for t in s.targets]
+
+    here, box = targets(serving["spec"]("good"))
+    assert multi.deploy_all(serving["registry"], [here, box], "1").ok
+    name = "cloudhop-serve-box"
+    engine.podman("rm", "-f", name)  # its machine went away; it comes back with a broken command
+    broken = targets(serving["spec"]("broken", command=command, max_restarts=2))
+    report = multi.deploy_all(serving["registry"], broken, "2", policy="all-or-nothing")
+    assert not report.ok and report.targets["here"].status == "rolled-back", report.summary()
+    failed = report.targets["box"]
+    # putting it back on v1 starts the same broken command: that fails too, and says so
+    assert failed.status == "rollback-failed" and failed.version is None, report.summary()
+    first = failed.error.split("; rolling back to v1 failed")[0]
+    assert f"container {name} (localhost/cloudhop-serve:dev) {why}" in first, first
+    assert f"restarted {restarts} time" in first and "The last lines of its log:" in first, first
+    if code is not None:
+        assert f"exit code {code}," in first, first
+    assert log in first, first
+    assert (here.live_version(), box.live_version()) == ("1", None)
+    assert container_id(name) is None and engine.podman("ps", "-a", "--filter", f"name=^{name}$", "-q").stdout == ""
