@@ -15,6 +15,21 @@
 # The same image can run a worker: docker run IMAGE prefect worker start --pool coreweave-gpu
 # The GPU driver comes from the host (NVIDIA container toolkit / the cloud's GPU node image).
 ARG BASE_IMAGE=pytorch/pytorch:2.7.1-cuda12.8-cudnn9-runtime
+
+# What the dependency layer installs, worked out in a stage of its own: the core's dependencies
+# and every cloud provider's extra (one image serves every pool), and constraints.txt without its
+# torch pin (the base image's CUDA build is kept, or the wheel of .build/wheels/ installed). The
+# image's stage copies only the two files written here, so the layer cache keys the dependency
+# layer on them: an edit of pyproject.toml that leaves them alone (a test dependency, the
+# version) keeps the layer instead of reinstalling everything.
+FROM ${BASE_IMAGE} AS requirements
+# Prefect 3.9 needs Python 3.11+: fail here, not at the first flow run, if the base is older.
+RUN python -c "import sys; assert sys.version_info >= (3, 11), 'base image has Python ' + sys.version"
+WORKDIR /tmp/requirements
+COPY pyproject.toml constraints.txt ops/image_requirements.py ./
+RUN python image_requirements.py --extras aws,gcp,azure,coreweave --drop torch \
+        pyproject.toml constraints.txt /opt/requirements
+
 FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -27,26 +42,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/cloudhop
 
-# Prefect 3.9 needs Python 3.11+: fail here, not at the first flow run, if the base is older.
-RUN python -c "import sys; assert sys.version_info >= (3, 11), 'base image has Python ' + sys.version"
-
-# Dependencies first, so a source change does not reinstall them: the core and every cloud
-# provider's extra (one image serves every pool). The base image's CUDA build of torch is kept
-# (or the wheel of .build/wheels/ installed): the torch pin in constraints.txt is dropped here.
-COPY pyproject.toml constraints.txt ./
+# Dependencies first, so a source change does not reinstall them.
+COPY --from=requirements /opt/requirements/ /tmp/requirements/
 RUN --mount=type=secret,id=ca,target=/run/secrets/ca \
     --mount=type=bind,source=.build/wheels,target=/tmp/wheels \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
- && python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + [r for e in ('aws', 'gcp', 'azure', 'coreweave') \
-                                      for r in p['optional-dependencies'][e]]))" \
-        > /tmp/requirements.txt \
- && grep -v '^torch' constraints.txt > /tmp/constraints.txt \
  && if ls /tmp/wheels/torch-*.whl >/dev/null 2>&1; then python -m pip install /tmp/wheels/torch-*.whl; fi \
- && python -m pip install -c /tmp/constraints.txt -r /tmp/requirements.txt \
+ && python -m pip install -c /tmp/requirements/constraints.txt -r /tmp/requirements/requirements.txt \
  && python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 
-COPY README.md prefect.yaml ./
+COPY pyproject.toml README.md prefect.yaml ./
 COPY cloudhop ./cloudhop
 COPY flows ./flows
 COPY tasks ./tasks

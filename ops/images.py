@@ -14,7 +14,10 @@ the build mounts): PyPI's default torch is the CUDA build, several GB. A real cl
 keeps CUDA torch: build docker/train.Dockerfile with an empty .build/wheels/ and a CUDA base.
 
 An image is rebuilt only when its Dockerfile, the files it copies or its base changed: each
-image carries a label with the hash of those, compared before building.
+image carries a label with the hash of those, compared before building. Within a rebuild the
+engine's layer cache keeps the train image's dependency layer (about ten minutes to make) unless
+what it installs changed: ops.image_requirements works that out from pyproject.toml in a stage
+of its own, so a test dependency or a version bump rebuilds only the source layers.
 """
 from __future__ import annotations
 
@@ -27,14 +30,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ops.engine import EngineError, engine_env, installed, podman
 from ops.procs import ROOT
 
-__all__ = ["Image", "SERVE", "TRAIN", "LOCAL_BASE", "DEFAULT_BASE", "ensure_base", "source_hash", "build",
-           "build_all", "wheel_folder", "main"]
+__all__ = ["Image", "SERVE", "TRAIN", "LOCAL_BASE", "DEFAULT_BASE", "ensure_base", "context_files", "source_hash",
+           "build", "build_all", "wheel_folder", "size", "main"]
 
 DEFAULT_BASE = "python:3.11-slim"
 LOCAL_BASE = "localhost/cloudhop-base:bookworm"
@@ -110,20 +114,27 @@ def _copied(dockerfile: Path) -> list[str]:
     return paths
 
 
+def context_files(image: Image, root: Path = ROOT) -> list[Path]:
+    """The Dockerfile and every file of the build context `root` it copies or mounts, sorted
+    (caches and bytecode left out): all a build of `image` reads."""
+    dockerfile = root / image.dockerfile
+    files = {dockerfile}
+    for rel in set(_copied(dockerfile)):
+        top = root / rel
+        if top.is_dir():
+            files.update(p for p in top.rglob("*") if p.is_file())
+        elif top.exists():  # a missing one fails the build, which says so
+            files.add(top)
+    return sorted(f for f in files if not _IGNORED & set(f.relative_to(root).parts) and f.suffix != ".pyc")
+
+
 def source_hash(image: Image, base_id: str, root: Path = ROOT) -> str:
     """Hash of the Dockerfile, every file it copies or mounts from the context `root`, and the
     base image's id: what decides whether a built image is still current."""
     h = hashlib.sha256(base_id.encode())
-    dockerfile = root / image.dockerfile
-    h.update(dockerfile.read_bytes())
-    for rel in sorted(set(_copied(dockerfile))):
-        top = root / rel
-        files = sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else [top]
-        for f in files:
-            if _IGNORED & set(f.relative_to(root).parts) or f.suffix == ".pyc":
-                continue
-            h.update(str(f.relative_to(root)).encode() + b"\0")
-            h.update(hashlib.sha256(f.read_bytes()).digest())
+    for f in context_files(image, root):
+        h.update(str(f.relative_to(root)).encode() + b"\0")
+        h.update(hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()[:32]
 
 
@@ -161,12 +172,13 @@ def _label(ref: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def build(image: Image, base: str, *, no_cache: bool = False) -> tuple[bool, float]:
-    """Build `image` from `base` unless an image with the same source hash is there (`no_cache`:
-    build anyway, every layer again). Returns (built, seconds)."""
+def build(image: Image, base: str, *, no_cache: bool = False, context: Path = ROOT) -> tuple[bool, float]:
+    """Build `image` from `base` in the build context `context` (the repository) unless an image
+    with the same source hash is there (`no_cache`: build anyway, every layer again). Returns
+    (built, seconds)."""
     t0 = time.monotonic()
     base_id = podman("image", "inspect", "--format", "{{.Id}}", base).stdout.strip()
-    digest = source_hash(image, base_id)
+    digest = source_hash(image, base_id, context)
     if not no_cache and _label(image.tag) == digest:
         return False, time.monotonic() - t0
     cmd = ["podman", "build", "--format", "docker", "--network", "host", "-f", image.dockerfile, "-t", image.tag,
@@ -175,7 +187,7 @@ def build(image: Image, base: str, *, no_cache: bool = False) -> tuple[bool, flo
         cmd.append("--no-cache")
     if CA_BUNDLE.exists():
         cmd += ["--secret", f"id=ca,src={CA_BUNDLE}"]
-    proc = subprocess.run([*cmd, "."], cwd=ROOT, env=engine_env(), capture_output=True, text=True)
+    proc = subprocess.run([*cmd, "."], cwd=context, env=engine_env(), capture_output=True, text=True)
     if proc.returncode != 0:
         raise EngineError(f"building {image.tag} from {image.dockerfile} failed ({proc.returncode}):\n"
                           f"{(proc.stdout + proc.stderr)[-4000:]}")
@@ -196,14 +208,17 @@ def size(tag: str) -> int:
     return int(podman("image", "inspect", "--format", "{{.Size}}", tag).stdout.strip())
 
 
-def build_all(base: str = DEFAULT_BASE, *, no_cache: bool = False) -> dict[str, dict]:
-    """Both images (serve, then train), each reused when unchanged; what happened to each."""
+def build_all(base: str = DEFAULT_BASE, *, no_cache: bool = False,
+              only: Sequence[Image] = (SERVE, TRAIN)) -> dict[str, dict]:
+    """Both images (serve, then train; or those of `only`), each reused when unchanged; what
+    happened to each."""
     if not installed():
         raise EngineError("podman is not installed: run scripts/setup as root (apt-get install -y podman runc debootstrap)")
     base = ensure_base(base)
-    stage_wheels(wheel_folder())
+    if TRAIN in only:
+        stage_wheels(wheel_folder())
     report = {}
-    for image in (SERVE, TRAIN):
+    for image in only:
         built, seconds = build(image, base, no_cache=no_cache)
         if image is SERVE:
             check_serve()

@@ -1,15 +1,19 @@
-"""The inference server as a local process: `python -m cloudhop.serving` on a free port."""
+"""The inference server as a local process (`python -m cloudhop.serving` on a free port), and
+steady traffic to servers (what a canary is judged on)."""
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
+
+import httpx
 
 from ops.net import free_port, wait_http
 
-__all__ = ["ServerProcess"]
+__all__ = ["ServerProcess", "Traffic"]
 
 
 class ServerProcess:
@@ -49,3 +53,33 @@ class ServerProcess:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
+
+
+class Traffic:
+    """Steady /predict traffic, round robin over `urls`, from a thread while the `with` block runs:
+    `rows` copies of `row` a request, `rate` requests a second. A refused connection is skipped
+    (a server may be down on purpose)."""
+
+    def __init__(self, urls: list[str], row: dict, *, rows: int = 1, rate: float = 80.0):
+        self.urls, self.body, self.interval = urls, {"rows": [row] * rows}, 1.0 / rate
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10, trust_env=False) as c:
+            i = 0
+            while not self._stop.is_set():
+                try:
+                    c.post(self.urls[i % len(self.urls)] + "/predict", json=self.body)
+                except httpx.TransportError:
+                    pass
+                i += 1
+                self._stop.wait(self.interval)
+
+    def __enter__(self) -> "Traffic":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

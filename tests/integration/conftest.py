@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from ops import engine, images
 from ops.deploy import deploy_project
 from ops.localserver import prefect_env, temporary_server, use_api
 from ops.postgres import temporary_postgres
@@ -23,6 +25,10 @@ def _deploy(api: str) -> dict:
         deployments = {d.name: d for d in c.read_deployments()}
         automations = {a.name: a for a in c.read_automations()}
     return {"deployments": deployments, "automations": automations}
+
+
+NO_ENGINE = ("podman is not installed here: scripts/setup installs it as root (apt-get install -y podman runc "
+             "debootstrap); without root, install those")
 
 
 @pytest.fixture(scope="session")
@@ -207,3 +213,26 @@ def loop(tmp_path_factory, control_plane):
     finally:
         stop(worker)
         target.stop()
+
+
+@pytest.fixture(scope="session")
+def serve_image() -> dict:
+    """The serve image, built once a session by `ops.images` (reused when unchanged: seconds); its report."""
+    if not engine.installed():
+        pytest.skip(NO_ENGINE)
+    return images.build_all(only=[images.SERVE])["serve"]
+
+
+@pytest.fixture(scope="session")
+def built_images(serve_image) -> dict:
+    """Both images, built once a session (the first build on a fresh machine takes minutes)."""
+    return {"serve": serve_image, **images.build_all(only=[images.TRAIN])}
+
+
+@pytest.fixture(scope="session")
+def docker_host(tmp_path_factory) -> Iterator[str]:
+    """Podman's Docker API on a socket of the session's own: the DOCKER_HOST URL."""
+    if not engine.installed():
+        pytest.skip(NO_ENGINE)
+    with engine.api_socket(tmp_path_factory.mktemp("podman")) as url:
+        yield url

@@ -40,13 +40,8 @@ KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS
 FIRST, SECOND = "container", "container-b"
 
 
-@pytest.fixture(scope="module")
-def built():
-    return images.build_all()
-
-
-def test_both_images_build_and_the_serve_image_holds_no_torch_or_prefect(built):
-    assert set(built) == {"serve", "train"}
+def test_both_images_build_and_the_serve_image_holds_no_torch_or_prefect(built_images):
+    assert set(built_images) == {"serve", "train"}
     probe = ("import importlib.util as u; print(*[m for m in ('torch', 'prefect', 'cloudhop', 'onnxruntime') "
              "if u.find_spec(m)])")
     serve = engine.podman("run", "--rm", "--network", "none", images.SERVE.tag, "python", "-c", probe).stdout
@@ -54,22 +49,22 @@ def test_both_images_build_and_the_serve_image_holds_no_torch_or_prefect(built):
     train = engine.podman("run", "--rm", "--network", "none", images.TRAIN.tag, "python", "-c",
                           "import torch, prefect, cloudhop, flows; print(torch.__version__)").stdout
     assert "+cpu" in train, f"the train image should hold this machine's CPU torch, has {train}"
-    assert built["serve"]["bytes"] < built["train"]["bytes"]
+    assert built_images["serve"]["bytes"] < built_images["train"]["bytes"]
 
 
-def test_the_ca_bundle_is_in_no_layer(built):
+def test_the_ca_bundle_is_in_no_layer(built_images):
     for image in (images.SERVE, images.TRAIN):
         out = engine.podman("run", "--rm", "--network", "none", image.tag, "sh", "-c",
                             "ls /run/secrets 2>/dev/null; ls /tmp").stdout
         assert "ca" not in out.split(), f"{image.tag} kept the build secret: {out}"
 
 
-def test_unchanged_images_are_reused(built):
+def test_unchanged_images_are_reused(built_images):
     t0 = time.monotonic()
     again = images.build_all()
     assert not again["serve"]["built"] and not again["train"]["built"]
     assert time.monotonic() - t0 < 60
-    assert again["train"]["bytes"] == built["train"]["bytes"]
+    assert again["train"]["bytes"] == built_images["train"]["bytes"]
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +86,7 @@ def s3(moto_url):
 
 
 @pytest.fixture(scope="module")
-def pools(prefect_api_url, built, s3, tmp_path_factory):
+def pools(prefect_api_url, built_images, s3, docker_host, tmp_path_factory):
     """Both docker pools deployed, the credentials block saved, a docker worker on each pool."""
     from prefect_aws import AwsCredentials
 
@@ -99,11 +94,10 @@ def pools(prefect_api_url, built, s3, tmp_path_factory):
     AwsCredentials(aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"], aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"],
                    region_name="us-east-1").save("cloudhop-store", overwrite=True)
     deploy_project(prefect_env(prefect_api_url), names=["train-docker", "train-docker-b"], timeout=300)
-    with engine.api_socket(root) as docker_host:
-        workers = Workers(prefect_api_url, root, {FIRST: "docker", SECOND: "docker-b"}, pool_type="docker",
-                          env={"DOCKER_HOST": docker_host})
-        yield {"root": root, "workers": workers, "docker_host": docker_host, **s3}
-        workers.stop_all()
+    workers = Workers(prefect_api_url, root, {FIRST: "docker", SECOND: "docker-b"}, pool_type="docker",
+                      env={"DOCKER_HOST": docker_host})
+    yield {"root": root, "workers": workers, "docker_host": docker_host, **s3}
+    workers.stop_all()
 
 
 def write_spec(pools, name: str, *, model: dict | None = None, compute: dict | None = None,
@@ -220,7 +214,9 @@ def test_killed_container_resumes_from_the_newest_checkpoint_on_the_other_pool(p
 # -- serving in the container --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def serving(pools):
-    """Three published versions in an S3 store; a spec with a local target and a container target."""
+    """Three published versions in an S3 store; specs with a local target and a container target."""
+    from cloudhop.spec import load_spec
+    from cloudhop.targets import multi
     from cloudhop.testing import CATEGORICAL, NUMERIC, make_frame, publish_version
     from cloudhop.training.preprocess import Preprocessor
     from ops.net import free_port
@@ -230,23 +226,20 @@ def serving(pools):
     pre = Preprocessor.fit(make_frame(200, seed=1), CATEGORICAL, NUMERIC)
     for seed in (1, 2, 3):
         publish_version(registry, pre, seed, make_frame(12, seed=7))
-    container = {"name": "box", "kind": "container", "options": {
-        "port": free_port(), "credentials": "cloudhop-store", "docker_host": pools["docker_host"]}}
-    local = {"name": "here", "kind": "local", "options": {"port": free_port(),
-                                                            "state_dir": str(pools["root"] / "serving")}}
+    state = str(pools["root"] / "serving")
+    local = {"name": "here", "kind": "local", "options": {"port": free_port(), "state_dir": state}}
+    box = {"name": "box", "kind": "container", "options": {
+        "port": free_port(), "credentials": "cloudhop-store", "docker_host": pools["docker_host"], "state_dir": state}}
 
-    def spec(name: str, **container_options) -> str:
+    def spec(name: str, **box_options) -> str:
         data = yaml.safe_load(open(ROOT / "specs/flights.yaml"))
-        box = {**container, "options": {**container["options"], **container_options}}
-        data.update(name="flights", store=store.uri, store_options=pools["options"], targets=[local, box])
+        data.update(name="flights", store=store.uri, store_options=pools["options"],
+                    targets=[local, {**box, "options": {**box["options"], **box_options}}])
         path = pools["root"] / f"{name}.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         return str(path)
 
     yield {"registry": registry, "spec": spec}
-    from cloudhop.spec import load_spec
-    from cloudhop.targets import multi
-
     s = load_spec(spec("teardown"))
     for t in s.targets:
         multi.build(t, s, {}).stop()
@@ -282,38 +275,38 @@ def test_container_target_serves_hot_swaps_and_logs_predictions_to_the_store(ser
     assert serving["registry"].store.list_dirs(log_prefix("flights")), "no prediction log in the store"
 
 
-def test_a_container_that_cannot_start_fails_clearly(serving):
+@pytest.mark.parametrize("command, why, code, restarts, log", [
+    (["serve-flights"], "could not be started", None, 0, "serve-flights"),  # no such program in the image
+    (["python", "-m", "cloudhop.serving", "--store", f"s3://{BUCKET}/serving", "--model", "flights", "--port", "eighty"],
+     "kept crashing before it was healthy", 2, 2, "argument --port: invalid int value: 'eighty'"),
+], ids=["bad-command", "crash-loop"])
+def test_a_container_that_cannot_start_fails_clearly_and_the_other_targets_go_back(serving, command, why, code,
+                                                                                 restarts, log):
     from cloudhop.providers.container.target import env_from_block
-    from cloudhop.spec import load_spec
-    from cloudhop.targets import TargetError, multi
-
-    s = load_spec(serving["spec"]("crash", command=["python", "-c", "import sys; print('boom'); sys.exit(3)"],
-                                  start_timeout=30))
-    target = multi.build(s.targets[1], s, env_from_block({}))
-    with pytest.raises(TargetError, match=r"exited with code 3 before it was healthy(.|\n)*boom"):
-        target.roll_out("1")
-    assert container_id("cloudhop-serve-box") is None
-
-
-def test_deploy_flow_with_a_container_target_is_all_or_nothing_and_rolls_back(serving):
-    from flows.deploy import DeployFailed, deploy
-
-    good = serving["spec"]("deploy")
-    out = deploy(spec=good, version="1")
-    assert {n: d["version"] for n, d in out.items()} == {"here": "1", "box": "1"}
-    out = deploy(spec=good, version="2")
-    assert {n: (d["version"], d["previous"]) for n, d in out.items()} == {"here": ("2", "1"), "box": ("2", "1")}
-    # The container is gone and comes back with a command that crashes: nothing moves to v3.
-    engine.podman("rm", "-f", "cloudhop-serve-box")
-    bad = serving["spec"]("deploy-bad", command=["python", "-c", "raise SystemExit(4)"], start_timeout=30)
-    with pytest.raises(DeployFailed, match="box"):
-        deploy(spec=bad, version="3", retries=0)
     from cloudhop.spec import load_spec
     from cloudhop.targets import multi
 
-    s = load_spec(good)
-    local = multi.build(s.targets[0], s, {})
-    assert local.live_version() == "2"
-    # Rolling back is the same flow with an older version; the container starts again.
-    out = deploy(spec=good, version="1", policy="best-effort")
-    assert {n: d["version"] for n, d in out.items()} == {"here": "1", "box": "1"}
+    keys = env_from_block({"aws_access_key_id": "testing", "aws_secret_access_key": "testing"})
+
+    def targets(path: str):
+        s = load_spec(path)
+        return [multi.build(t, s, keys if t.kind == "container" else {}) for t in s.targets]
+
+    here, box = targets(serving["spec"]("good"))
+    assert multi.deploy_all(serving["registry"], [here, box], "1").ok
+    name = "cloudhop-serve-box"
+    engine.podman("rm", "-f", name)  # its machine went away; it comes back with a broken command
+    broken = targets(serving["spec"]("broken", command=command, max_restarts=2))
+    report = multi.deploy_all(serving["registry"], broken, "2", policy="all-or-nothing")
+    assert not report.ok and report.targets["here"].status == "rolled-back", report.summary()
+    failed = report.targets["box"]
+    # putting it back on v1 starts the same broken command: that fails too, and says so
+    assert failed.status == "rollback-failed" and failed.version is None, report.summary()
+    first = failed.error.split("; rolling back to v1 failed")[0]
+    assert f"container {name} (localhost/cloudhop-serve:dev) {why}" in first, first
+    assert f"restarted {restarts} time" in first and "The last lines of its log:" in first, first
+    if code is not None:
+        assert f"exit code {code}," in first, first
+    assert log in first, first
+    assert (here.live_version(), box.live_version()) == ("1", None)
+    assert container_id(name) is None and engine.podman("ps", "-a", "--filter", f"name=^{name}$", "-q").stdout == ""

@@ -4,6 +4,11 @@ Four regions, each a real `python -m cloudhop.serving` process whose --store is 
 emulator: AWS (moto S3 + moto ECS), GCP (gcp-storage-emulator; Cloud Run via gitops), Azure
 (Azurite; Container Apps via gitops), CoreWeave (moto S3 as its S3-compatible store; Kubernetes
 via gitops). A region that is "down" has its server process killed (port closed).
+
+Where podman is installed, a fifth target, `box`, is a `container` target: the real serve image,
+started by the target itself through podman's Docker API, serving from a bucket of its own on
+moto. Every policy, canary and rollback test then counts it among the others (its start-up
+failures are tested in test_containers.py).
 """
 from __future__ import annotations
 
@@ -26,9 +31,11 @@ from cloudhop.store import Store
 from cloudhop.targets import multi
 from cloudhop.testing import CATEGORICAL, NUMERIC, make_frame, publish_version
 from cloudhop.training.preprocess import Preprocessor
+from ops import engine
 from ops.localserver import prefect_env
 from ops.net import free_port
 from ops.procs import ROOT
+from ops.serving import Traffic
 
 pytestmark = pytest.mark.integration
 
@@ -38,15 +45,35 @@ MODEL = "flights"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 S3_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 ADMIN_TOKEN = secrets.token_urlsafe(24)  # every region's /admin token; the flow reads it from a Secret block
+BOX = "box"  # the container target (the serve image on podman), where podman is installed
 
 
-class Region:
+class Server:
+    """What a test reads of one target's inference server, over HTTP."""
+
+    def __init__(self, name: str, port: int):
+        self.name, self.port = name, port
+        self.url = f"http://127.0.0.1:{port}"
+
+    def version(self) -> str | None:
+        try:
+            r = httpx.get(self.url + "/version", timeout=2)
+        except httpx.TransportError:
+            return None
+        return r.json()["version"] if r.status_code == 200 else None
+
+    def swaps(self) -> float:
+        text = httpx.get(self.url + "/metrics", timeout=2).text
+        return sum(float(line.split()[-1]) for line in text.splitlines()
+                   if line.startswith("cloudhop_model_swaps_total"))
+
+
+class Region(Server):
     """One region's inference server: a real process on a fixed port, killable and restartable."""
 
     def __init__(self, name: str, store_uri: str, store_options: dict, root: Path):
-        self.name, self.store_uri, self.store_options = name, store_uri, store_options
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(name, free_port())
+        self.store_uri, self.store_options = store_uri, store_options
         self.log = root / f"server-{name}.log"
         self.proc: subprocess.Popen | None = None
 
@@ -85,21 +112,9 @@ class Region:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def version(self) -> str | None:
-        try:
-            r = httpx.get(self.url + "/version", timeout=2)
-        except httpx.TransportError:
-            return None
-        return r.json()["version"] if r.status_code == 200 else None
-
-    def swaps(self) -> float:
-        text = httpx.get(self.url + "/metrics", timeout=2).text
-        return sum(float(line.split()[-1]) for line in text.splitlines()
-                   if line.startswith("cloudhop_model_swaps_total"))
-
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, moto_url, gcs_url, azurite_url):
+def world(request, tmp_path_factory, moto_url, gcs_url, azurite_url):
     import boto3
     from azure.storage.blob import BlobServiceClient
     from google.auth.credentials import AnonymousCredentials
@@ -107,7 +122,7 @@ def world(tmp_path_factory, moto_url, gcs_url, azurite_url):
 
     root = tmp_path_factory.mktemp("deploy")
     s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1", **S3_KEYS)
-    for b in ("cloudhop-aws", "cloudhop-cw"):
+    for b in ("cloudhop-aws", "cloudhop-cw", "cloudhop-box"):
         s3.create_bucket(Bucket=b)
     boto3.client("ecs", endpoint_url=moto_url, region_name="us-east-1", **S3_KEYS).create_cluster(
         clusterName="cloudhop")
@@ -144,15 +159,28 @@ def world(tmp_path_factory, moto_url, gcs_url, azurite_url):
             "workload": "kserve", "control": "gitops", "manifests": str(manifests), "credentials": "moto",
             **admin}},
     ]
+    # the plain secrets the tasks layer would resolve from the blocks named above
+    plain = {"aws-use1": {**S3_KEYS, "endpoint_url": moto_url}, "cw-lga1": dict(S3_KEYS),
+             "azure-weu": {"connection_string": conn}, "gcp-usc1": {}}
+    plain = {n: {**p, "admin_token": ADMIN_TOKEN} for n, p in plain.items()}
+    servers: dict[str, Server] = dict(regions)
+    if engine.installed():
+        from cloudhop.providers.container.target import env_from_block
+
+        request.getfixturevalue("serve_image")
+        box = Server(BOX, free_port())
+        targets.append({"name": BOX, "kind": "container", "options": {
+            "store": "s3://cloudhop-box/root", "port": box.port, "credentials": "moto",
+            "store_options": {"client_kwargs": {"endpoint_url": moto_url, "region_name": "us-east-1"}},
+            "docker_host": request.getfixturevalue("docker_host"), "state_dir": str(root / "box"),
+            "server_args": ["--no-prediction-log"], "start_timeout": 120}})
+        plain[BOX] = env_from_block(S3_KEYS)  # its own admin token, made when it starts its container
+        servers[BOX] = box
     spec_data = yaml.safe_load(open(ROOT / "specs/flights.yaml"))
     spec_data.update(name=MODEL, store=str(root / "store"), targets=targets)
     spec_path = root / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(spec_data, sort_keys=False))
     spec = load_spec(spec_path)
-    # the plain secrets the tasks layer would resolve from the blocks named above
-    plain = {"aws-use1": {**S3_KEYS, "endpoint_url": moto_url}, "cw-lga1": dict(S3_KEYS),
-             "azure-weu": {"connection_string": conn}, "gcp-usc1": {}}
-    plain = {n: {**p, "admin_token": ADMIN_TOKEN} for n, p in plain.items()}
 
     registry = Registry(Store(spec.store), MODEL)
     df = make_frame(200, seed=1)
@@ -173,19 +201,27 @@ def world(tmp_path_factory, moto_url, gcs_url, azurite_url):
         r.wait()
     first = multi.deploy_all(registry, targets_v1, "1")
     assert first.ok, first.summary()
-    w = {"root": root, "regions": regions, "spec": spec, "spec_path": spec_path, "registry": registry,
-         "build": build, "moto": moto_url, "conn": conn, "manifests": manifests}
+    w = {"root": root, "regions": regions, "servers": servers, "spec": spec, "spec_path": spec_path,
+         "registry": registry, "build": build, "moto": moto_url, "conn": conn, "manifests": manifests}
     yield w
     for r in regions.values():
         r.stop()
+    for t in build():
+        if t.name == BOX:
+            t.stop()
 
 
 def live(w) -> dict[str, str | None]:
-    return {n: r.version() for n, r in w["regions"].items()}
+    return {n: r.version() for n, r in w["servers"].items()}
+
+
+def every(w, version: str | None, but: dict[str, str | None] | None = None) -> dict[str, str | None]:
+    """{target: version} for every target, but those in `but`."""
+    return {**{n: version for n in w["servers"]}, **(but or {})}
 
 
 def aliases(w) -> dict[str, str]:
-    return {n: (w["registry"].alias(f"live-{n}") or {}).get("version") for n in w["regions"]}
+    return {n: (w["registry"].alias(f"live-{n}") or {}).get("version") for n in w["servers"]}
 
 
 def restore(w, region: str) -> None:
@@ -226,14 +262,16 @@ def test_all_or_nothing_with_one_region_down_leaves_every_region_on_the_old_vers
     assert not report.ok
     assert report.targets["azure-weu"].status in ("failed", "rollback-failed")
     assert "azure-weu" in report.targets["azure-weu"].error
-    for n in ("aws-use1", "gcp-usc1", "cw-lga1"):
-        assert report.targets[n].status == "rolled-back", report.summary()
+    for n in w["servers"]:
+        if n != "azure-weu":
+            assert report.targets[n].status == "rolled-back", report.summary()
     # checked over HTTP, not from the report
-    assert live(w) == {"aws-use1": "1", "gcp-usc1": "1", "cw-lga1": "1", "azure-weu": None}
-    assert aliases(w) == {n: "1" for n in w["regions"]}
+    assert live(w) == every(w, "1", {"azure-weu": None})
+    assert aliases(w) == every(w, "1")
     # every control plane is back on v1 too: a replica the cloud starts now runs v1
     for t in w["build"]():
-        assert t.control.desired_version() == "1", t.name
+        if t.name in w["regions"]:
+            assert t.control.desired_version() == "1", t.name
     restore(w, "azure-weu")
     assert w["regions"]["azure-weu"].version() == "1"
 
@@ -246,8 +284,8 @@ def test_best_effort_with_one_region_down_ships_the_others_and_records_who_runs_
                               retry_delay=0.1)
     assert not report.ok and report.failed == ["gcp-usc1"]
     assert report.targets["gcp-usc1"].attempts == 2
-    assert live(w) == {"aws-use1": "2", "azure-weu": "2", "cw-lga1": "2", "gcp-usc1": None}
-    assert aliases(w) == {"aws-use1": "2", "azure-weu": "2", "cw-lga1": "2", "gcp-usc1": "1"}
+    assert live(w) == every(w, "2", {"gcp-usc1": None})
+    assert aliases(w) == every(w, "2", {"gcp-usc1": "1"})
     alias = w["registry"].alias("live-aws-use1")
     assert alias["updated_at"] and alias["run_id"] == report.run_id and alias["previous"] == "1"
     ecs = next(t for t in w["build"]() if t.name == "aws-use1").control
@@ -259,12 +297,12 @@ def test_best_effort_with_one_region_down_ships_the_others_and_records_who_runs_
 def test_redeploying_the_live_version_changes_nothing(world):
     w = world
     settle(w, "3")
-    before_alias = {n: w["registry"].alias(f"live-{n}") for n in w["regions"]}
-    swaps = {n: r.swaps() for n, r in w["regions"].items()}
+    before_alias = {n: w["registry"].alias(f"live-{n}") for n in w["servers"]}
+    swaps = {n: r.swaps() for n, r in w["servers"].items()}
     report = multi.deploy_all(w["registry"], w["build"](), "3")
     assert report.ok and all(t.status == "unchanged" and not t.changed for t in report.targets.values())
-    assert {n: w["registry"].alias(f"live-{n}") for n in w["regions"]} == before_alias
-    assert {n: r.swaps() for n, r in w["regions"].items()} == swaps
+    assert {n: w["registry"].alias(f"live-{n}") for n in w["servers"]} == before_alias
+    assert {n: r.swaps() for n, r in w["servers"].items()} == swaps
 
 
 def test_rendered_deployments_follow_the_version(world):
@@ -301,15 +339,15 @@ def test_flow_all_or_nothing_fails_and_restores_then_rolls_forward_and_back(worl
     w["regions"]["cw-lga1"].kill()
     with pytest.raises(DeployFailed, match="cw-lga1"):
         deploy(spec=str(w["spec_path"]), version="2", retries=1, retry_delay_seconds=0.1)
-    assert live(w) == {"aws-use1": "1", "gcp-usc1": "1", "azure-weu": "1", "cw-lga1": None}
+    assert live(w) == every(w, "1", {"cw-lga1": None})
     restore(w, "cw-lga1")
     out = deploy(spec=str(w["spec_path"]), version="2")
     assert {n: (d["version"], d["previous"], d["changed"]) for n, d in out.items()} == \
-        {n: ("2", "1", True) for n in w["regions"]}
-    assert live(w) == {n: "2" for n in w["regions"]}
+        {n: ("2", "1", True) for n in w["servers"]}
+    assert live(w) == every(w, "2")
     # "roll back to version X" is the same flow with an older version
     out = deploy(spec=str(w["spec_path"]), version="1", policy="best-effort")
-    assert live(w) == {n: "1" for n in w["regions"]} and all(d["changed"] for d in out.values())
+    assert live(w) == every(w, "1") and all(d["changed"] for d in out.values())
 
 
 def test_flow_killed_midway_converges_when_run_again(world, blocks):
@@ -336,48 +374,15 @@ def test_flow_killed_midway_converges_when_run_again(world, blocks):
     from flows.deploy import deploy
 
     out = deploy(spec=str(w["spec_path"]), version="3")  # the same flow again, in this process
-    assert live(w) == {n: "3" for n in w["regions"]}
+    assert live(w) == every(w, "3")
     assert {d["status"] for d in out.values()} <= {"deployed", "unchanged"}
-    assert aliases(w) == {n: "3" for n in w["regions"]}
+    assert aliases(w) == every(w, "3")
 
 
 # -- canary ----------------------------------------------------------------------------------
 def publish_slow_version(registry: Registry, pre: Preprocessor, smoke_df) -> str:
     """A real, correct but ~100x heavier model: what a careless architecture change ships."""
     return publish_version(registry, pre, 0, smoke_df, hidden=[1536] * 7).version
-
-
-class Traffic:
-    """Steady /predict traffic to every region while a canary is judged."""
-
-    def __init__(self, urls: list[str], row: dict, rate: float = 80.0):
-        import threading
-
-        # 128 rows a request: the slow version's cost grows with the rows (about 30 ms here), the
-        # light one's hardly does, so the slow one stands well clear of the gate's 10 ms slack
-        # on a quiet machine too (with 32 rows it took 9.9 ms against 1.0 ms, under the slack).
-        self.urls, self.body, self.interval = urls, {"rows": [row] * 128}, 1.0 / rate
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=10, trust_env=False) as c:
-            i = 0
-            while not self._stop.is_set():
-                try:
-                    c.post(self.urls[i % len(self.urls)] + "/predict", json=self.body)
-                except httpx.TransportError:
-                    pass
-                i += 1
-                self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def test_canary_region_promotes_a_good_version_and_stops_a_slow_one(world):
@@ -389,17 +394,20 @@ def test_canary_region_promotes_a_good_version_and_stops_a_slow_one(world):
     pre = Preprocessor.from_dict(json.loads(registry.read_file(registry.get("1"), "preprocess.json")))
     smoke = json.loads(registry.read_file(registry.get("1"), "smoke.json"))
     slow = publish_slow_version(registry, pre, __import__("pandas").DataFrame(smoke["rows"]))
-    urls = [r.url for r in w["regions"].values()]
+    urls = [r.url for r in w["servers"].values()]
     gate = CanaryThresholds(min_requests=10, max_p95_ratio=3.0, min_p95_slack_seconds=0.01)
-    with Traffic(urls, smoke["rows"][0]):
+    # 128 rows a request: the slow version's cost grows with the rows (about 30 ms here), the
+    # light one's hardly does, so the slow one stands well clear of the gate's 10 ms slack
+    # on a quiet machine too (with 32 rows it took 9.9 ms against 1.0 ms, under the slack).
+    with Traffic(urls, smoke["rows"][0], rows=128):
         good = multi.deploy_all(registry, w["build"](), "2", canary="aws-use1", canary_seconds=3,
                                 canary_thresholds=gate)
         assert good.ok and good.canary["promote"], good.summary() + str(good.canary)
-        assert live(w) == {n: "2" for n in w["regions"]}
+        assert live(w) == every(w, "2")
         bad = multi.deploy_all(registry, w["build"](), slow, canary="gcp-usc1", canary_seconds=3,
                                canary_thresholds=gate)
     assert not bad.ok and not bad.canary["promote"] and "p95" in bad.canary["reason"], bad.canary
-    assert live(w) == {n: "2" for n in w["regions"]}  # the canary went back; nobody else moved
+    assert live(w) == every(w, "2")  # the canary went back; nobody else moved
     assert bad.targets["gcp-usc1"].error.startswith("canary rejected")
     assert {t.status for n, t in bad.targets.items() if n != "gcp-usc1"} == {"not-deployed"}
-    assert aliases(w) == {n: "2" for n in w["regions"]}
+    assert aliases(w) == every(w, "2")

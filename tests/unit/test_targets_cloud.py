@@ -104,3 +104,38 @@ def test_each_target_says_where_its_servers_log_predictions(tmp_path):
     with pytest.raises(Refused, match="options.cluster is required"):
         prediction_log_store(ServingTargetSpec(name="east", kind="aws", options={"store": "s3://b/p",
                                                                                  "endpoint": "http://x"}), spec)
+
+
+class _ObjectStoreSpec:
+    name, store, store_options = "flights", "s3://pipeline/root", {"client_kwargs": {"endpoint_url": "http://s3"}}
+
+
+def container(secrets=None, **options):
+    return multi.build(ServingTargetSpec(name="box", kind="container", options=options), _ObjectStoreSpec(),
+                       secrets)
+
+
+def test_a_container_target_serves_the_pipelines_store_or_one_of_its_own():
+    from cloudhop.providers.container.target import env_from_block
+
+    env = env_from_block({"aws_access_key_id": "AKID", "aws_secret_access_key": "shh", "region_name": "eu-west-1"})
+    assert env == {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "shh", "AWS_DEFAULT_REGION": "eu-west-1"}
+    default = container(env)
+    assert default.store_uri == "s3://pipeline/root"
+    assert default.server_store_options == _ObjectStoreSpec.store_options  # the keys reach it as environment
+    assert default.store_options == {**_ObjectStoreSpec.store_options, "key": "AKID", "secret": "shh"}  # publishing
+    own = container(env, store="s3://serving/root", store_options={"client_kwargs": {"endpoint_url": "http://other"}})
+    assert own.store_uri == "s3://serving/root"
+    assert own.server_store_options == {"client_kwargs": {"endpoint_url": "http://other"}}
+    assert container(store="gs://serving/root").server_store_options == {}  # the pipeline's options are not its
+    assert container(max_restarts=0).max_restarts == 0 and container().max_restarts == 3
+
+
+def test_a_container_target_refuses_a_folder_store_and_unknown_or_wrong_options():
+    with pytest.raises(TargetError, match="store '/srv/models' is a folder of this machine, which a container "
+                                          "cannot see"):
+        container(store="/srv/models")
+    with pytest.raises(TargetError, match=r"unknown option\(s\) \['restart'\] for a container target"):
+        container(restart="always")
+    with pytest.raises(TargetError, match="options.max_restarts must be 0 or more, got -1"):
+        container(max_restarts=-1)
