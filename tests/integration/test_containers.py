@@ -261,17 +261,17 @@ def test_container_target_serves_hot_swaps_and_logs_predictions_to_the_store(ser
                                                            "aws_secret_access_key": "testing"}))
     target.roll_out("1")
     assert target.health()["status"] == "ok" and target.live_version() == "1"
-    first = container_id("cloudhop-serve-box")
+    first = container_id(target.container_name)
     assert first is not None
     target.roll_out("2")  # hot swap: the same container loads v2 through /admin/load
-    assert target.live_version() == "2" and container_id("cloudhop-serve-box") == first
+    assert target.live_version() == "2" and container_id(target.container_name) == first
     smoke = multi.load_smoke(serving["registry"], "2")
     result = target.smoke_test(smoke["rows"], smoke["predictions"])
     assert result.ok, result.error
     target.roll_back("1")
     assert target.live_version() == "1"
     assert target.stop()  # SIGTERM: the server flushes its prediction log to the store
-    assert container_id("cloudhop-serve-box") is None
+    assert container_id(target.container_name) is None
     assert serving["registry"].store.list_dirs(log_prefix("flights")), "no prediction log in the store"
 
 
@@ -294,7 +294,7 @@ def test_a_container_that_cannot_start_fails_clearly_and_the_other_targets_go_ba
 
     here, box = targets(serving["spec"]("good"))
     assert multi.deploy_all(serving["registry"], [here, box], "1").ok
-    name = "cloudhop-serve-box"
+    name = box.container_name
     engine.podman("rm", "-f", name)  # its machine went away; it comes back with a broken command
     broken = targets(serving["spec"]("broken", command=command, max_restarts=2))
     report = multi.deploy_all(serving["registry"], broken, "2", policy="all-or-nothing")

@@ -53,7 +53,8 @@ def _docker(base_url: str | None):
 
 
 class ContainerTarget(LocalTarget):
-    """Serves a model with the serve image's `python -m cloudhop.serving`, in container `cloudhop-serve-<name>`."""
+    """Serves a model with the serve image's `python -m cloudhop.serving`, in container
+    `cloudhop-serve-<model>-<name>` (keyed by model and target, as a local target's state files are)."""
 
     kind = "container"
 
@@ -74,7 +75,7 @@ class ContainerTarget(LocalTarget):
         super().__init__(name, store_uri, model, store_options={**self.server_store_options, **keys}, **options)
         self.image, self.command, self.max_restarts = image, command, int(max_restarts)
         self.docker_host = docker_host or os.environ.get("DOCKER_HOST")
-        self.container_name = f"cloudhop-serve-{name}"
+        self.container_name = f"cloudhop-serve-{model}-{name}"
 
     def __repr__(self) -> str:
         return f"ContainerTarget({self.name!r}, {self.image}, {self.url})"
