@@ -5,6 +5,11 @@ whole table.
 
     result = validate_partitioned(table.parts, spec, executor=ex)   # a ValidationResult
 
+On a partition, GX runs each column's expectations on a frame of that column alone, loaded
+straight into its pandas execution engine (`_gx.run_by_column`): an expectation of one column
+depends on that column only, so the results are those of GX on the whole partition, without
+the batch fingerprint and the copies of the whole frame that cost more than the checks.
+
 How results combine (Great Expectations' own `_validate` then turns the combined metrics
 into the result, so percentages and `mostly` are worked out as GX works them out):
 - row counts, null counts, unexpected counts: summed;
