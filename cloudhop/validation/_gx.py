@@ -17,6 +17,7 @@ import pandas as pd
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import great_expectations as gx
+    from great_expectations.core.metric_domain_types import MetricDomainTypes
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.execution_engine import PandasExecutionEngine
     from great_expectations.execution_engine.pandas_batch_data import PandasBatchData
@@ -201,8 +202,9 @@ def run_by_column(df: pd.DataFrame, expectations: list[Expectation],
     column each straight into a PandasExecutionEngine (no data context, no fingerprint) and
     the suite runs through the same Validator.graph_validate that `batch.validate` ends in,
     with the same result format. An expectation of one column depends on that column alone,
-    so its result is the same; table expectations, and any whose column is missing (GX's own
-    error), run on the whole frame.
+    so its result is the same; expectations of the table (`expect_column_to_exist` among them:
+    it may check the column's position), and any whose column is missing (GX's own error), run
+    on the whole frame, which for them costs no copy.
     """
     if not expectations:
         return []
@@ -210,7 +212,8 @@ def run_by_column(df: pd.DataFrame, expectations: list[Expectation],
     ids: list[str | None] = []
     for e in expectations:
         col = e.column
-        if isinstance(col, str) and col in df.columns and not e.kwargs.get("row_condition"):
+        of_column = get_expectation_impl(e.type).domain_type == MetricDomainTypes.COLUMN
+        if of_column and isinstance(col, str) and col in df.columns and not e.kwargs.get("row_condition"):
             bid = f"column:{col}"
             if bid not in engine.batch_manager.batch_data_cache:
                 engine.load_batch_data(bid, PandasBatchData(engine, df[[col]]))

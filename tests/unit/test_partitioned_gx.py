@@ -16,6 +16,8 @@ from cloudhop.data import LocalExecutor, load_dataset, open_dataset, open_parque
 from cloudhop.spec import load_spec
 from cloudhop.validation import DTYPE_CHECK, ValidationResult, run_expectations, validate, validate_table
 from cloudhop.validation import Expectation as E
+from cloudhop.validation._gx import run_by_column
+from cloudhop.validation._gx import run_expectations as one_batch
 from cloudhop.validation.partitioned import COMBINABLE, validate_partitions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +31,7 @@ EVERY_TYPE = [
     E("expect_table_columns_to_match_set", {"column_set": ["t", "k", "x", "s", "d", "j"]}),
     E("expect_table_columns_to_match_ordered_list", {"column_list": ["t", "k", "s", "x", "d", "j"]}),
     E("expect_column_to_exist", {"column": "nope"}),
+    E("expect_column_to_exist", {"column": "k", "column_index": 1}),                         # its position too
     E(DTYPE_CHECK, {"column": "k", "kind": "int"}),
     E(DTYPE_CHECK, {"column": "s", "kind": "float"}),
     E("expect_column_values_to_not_be_null", {"column": "x"}),
@@ -119,12 +122,23 @@ def test_every_type_combined_equals_gx_on_the_whole_frame(parted):
     between = next(r for (t, c, _), r in by.items() if t == "expect_column_values_to_be_between" and c == "x")
     assert between["observed"]["unexpected_count"] == 26
     assert between["observed"]["partial_unexpected_list"] == [-50.0]   # the first 20 bad values are all -50
-    json_ok = by[("expect_column_values_to_be_json_parseable", "j", str(EVERY_TYPE[28].kwargs))]
+    json_ok = next(r for (t, _, _), r in by.items() if t == "expect_column_values_to_be_json_parseable")
     assert json_ok["observed"]["unexpected_count"] == 2
     assert [p["first_row"] for p in json_ok["partitions"]] == [1200]
     errors = [r for r in got.results if r["error"]]
     assert {r["type"] for r in errors} >= {"expect_column_values_to_match_like_pattern",
                                            "expect_column_values_to_be_in_set"}
+
+
+def test_column_by_column_equals_one_gx_batch_on_the_same_frame(parted):
+    """What each partition runs (a batch per column, no fingerprint) against GX's own batch.validate,
+    result by result, examples with repeats and errors included."""
+    _, whole = parted
+    for df in (whole, _part(1), whole.iloc[:0]):
+        assert run_by_column(df, EVERY_TYPE, distinct_examples=False) == \
+            one_batch(df, EVERY_TYPE, distinct_examples=False)
+    exists = [r for r in run_by_column(whole, EVERY_TYPE) if r["type"] == "expect_column_to_exist"]
+    assert [r["success"] for r in exists] == [False, True]
 
 
 def test_part_by_part_on_a_small_and_an_odd_split(parted):
