@@ -212,7 +212,7 @@ def run_by_column(df: pd.DataFrame, expectations: list[Expectation],
     ids: list[str | None] = []
     for e in expectations:
         col = e.column
-        of_column = get_expectation_impl(e.type).domain_type == MetricDomainTypes.COLUMN
+        of_column = getattr(get_expectation_impl(e.type), "domain_type", None) == MetricDomainTypes.COLUMN
         if of_column and isinstance(col, str) and col in df.columns and not e.kwargs.get("row_condition"):
             bid = f"column:{col}"
             if bid not in engine.batch_manager.batch_data_cache:
