@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'ONNX parity: max |torch on ' + where + ' - onnxruntime CPU|':<58}{parity:>16.2e}"
           f"   ({len(hold):,} holdout rows; bound {PARITY_ATOL:g})")
     print(f"{'holdout ROC AUC (through ONNX)':<58}{auc:>16.4f}")
-    print(f"train {train_s:.1f} s ({result.steps} steps, {len(result.history)} epochs); whole check "
+    print(f"train {train_s:.1f} s ({result.steps} steps, {len(result.history)} epoch(s)); whole check "
           f"{time.perf_counter() - t0:.1f} s")
     if parity > PARITY_ATOL:
         print(f"gpu_check: FAIL: ONNX parity {parity:.2e} above {PARITY_ATOL:g}", file=sys.stderr)
