@@ -17,8 +17,10 @@ its own; each Dask worker samples its own RSS the same way. A worker restarted b
 (memory over the limit) would show up as a changed process id, and is reported.
 
 Bars checked and printed: validation figures identical between pandas and each Dask run
-(every count, percentage, example and verdict), drift summaries identical, and each worker's
-peak RSS under its memory limit.
+(every count, percentage, example and verdict), drift summaries identical, each worker's
+peak RSS under its memory limit, and validation time: one worker within 1.2x of pandas' time,
+two workers at least 1.5x faster than pandas (pandas' time excludes its load; Dask's includes
+reading the Parquet).
 """
 from __future__ import annotations
 
@@ -253,6 +255,13 @@ def check(runs: dict[str, dict[str, Any]]) -> bool:
         print(f"{n}: every worker's peak RSS under its limit: {under} (max {peak / GiB:.2f} of "
               f"{r['limit'] / GiB:.2f} GiB)")
         ok &= under
+    for n, bar, passes in (("dask 1w", "one worker within 1.2x of pandas' time", lambda x: x <= 1.2),
+                           ("dask 2w", "two workers at least 1.5x faster than pandas", lambda x: 1 / x >= 1.5)):
+        if base and n in runs:
+            x = runs[n]["validate"] / base["validate"]
+            print(f"validation time, {bar}: {passes(x)} ({runs[n]['validate']:.1f} s against "
+                  f"{base['validate']:.1f} s: {x:.2f}x pandas' time, {1 / x:.2f}x as fast)")
+            ok &= passes(x)
     v = runs[next(iter(runs))]
     failed = [f"{x['type']}({x['column']}): {x['observed'].get('unexpected_count')}" for x in v["results"]
               if not x["success"]]

@@ -5,6 +5,11 @@ whole table.
 
     result = validate_partitioned(table.parts, spec, executor=ex)   # a ValidationResult
 
+On a partition, GX runs each column's expectations on a frame of that column alone, loaded
+straight into its pandas execution engine (`_gx.run_by_column`): an expectation of one column
+depends on that column only, so the results are those of GX on the whole partition, without
+the batch fingerprint and the copies of the whole frame that cost more than the checks.
+
 How results combine (Great Expectations' own `_validate` then turns the combined metrics
 into the result, so percentages and `mostly` are worked out as GX works them out):
 - row counts, null counts, unexpected counts: summed;
@@ -124,8 +129,11 @@ def combine(summaries: list[dict[str, Any]], expectations: list[Expectation]) ->
 
 def check_partition(part: Part, expectations: list[Expectation], distinct: list[str],
                     minmax: list[str]) -> dict[str, Any]:
-    """What one partition contributes: GX's results (examples with repeats) and a few counts."""
-    from cloudhop.validation._gx import run_expectations
+    """What one partition contributes: GX's results (examples with repeats) and a few counts.
+
+    GX runs each column's expectations on that column alone (`_gx.run_by_column`: no batch
+    fingerprint, no copies of the whole partition), which gives the same results."""
+    from cloudhop.validation._gx import run_by_column
 
     df = part.read()
     out: dict[str, Any] = {"where": part.describe(), "rows": len(df), "columns": list(df.columns),
@@ -142,7 +150,7 @@ def check_partition(part: Part, expectations: list[Expectation], distinct: list[
                 out["min"][c], out["max"][c] = (s.min(), s.max()) if len(s) else (None, None)
             except TypeError:  # unorderable values: GX reports the error itself
                 pass
-    out["results"] = run_expectations(df, expectations, distinct_examples=False)
+    out["results"] = run_by_column(df, expectations, distinct_examples=False)
     del df
     gc.collect()  # GX leaves reference cycles holding the batch; unfreed, a worker's memory grows per partition
     return out

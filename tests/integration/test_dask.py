@@ -24,6 +24,7 @@ pytestmark = pytest.mark.integration
 
 ROWS, FILES = 16_000, 4
 BAD_FILE = 2  # rows 8000-11999; its first row group: 8000-9999
+EXTRA_SUITE = Path(__file__).resolve().parents[1] / "data" / "flights_extra_suite.json"
 
 
 def _strip(results):
@@ -39,6 +40,7 @@ def spec(tmp_path_factory, flights_columns):
     df.loc[bad + 100:bad + 125, "distance"] = -5.0          # 26 rows
     df.loc[bad + 300:bad + 310, "origin"] = "XXX"           # 11 rows
     df.loc[bad + 500, "late"] = 2                           # a third target class
+    df.loc[bad + 700:bad + 703, "carrier"] = "X9Z"          # 4 rows against the extra suite's regex
     df.loc[3:5, "temp"] = None                              # nulls in a nullable column, file 0
     n = ROWS // FILES
     for i in range(FILES):
@@ -93,6 +95,19 @@ def test_same_figures_as_pandas_across_worker_processes(on_cluster, pandas_resul
     assert r.row_count == pandas_result.row_count == ROWS
     assert r.statistics == pandas_result.statistics
     assert [f.expectation for f in r.failures] == [f.expectation for f in pandas_result.failures]
+
+
+def test_user_suite_same_figures_as_pandas_on_the_cluster(spec, whole, client):
+    """The extra suite's regex and range checks too, each column checked on its own on the workers."""
+    want = validate(whole, spec, EXTRA_SUITE)
+    got = validate_partitioned(open_parquet(spec, partition_bytes=1).parts, spec, EXTRA_SUITE,
+                               executor=DaskExecutor(client))
+    assert _strip(got.results) == want.results and got.statistics == want.statistics
+    regex = next(r for r in got.results if r["type"] == "expect_column_values_to_match_regex")
+    assert regex["observed"]["unexpected_count"] == 4 and regex["observed"]["partial_unexpected_list"] == ["X9Z"]
+    assert [p["first_row"] for p in regex["partitions"]] == [8000]
+    short = [r for r in got.results if r["type"] == "expect_column_values_to_be_between" and r["column"] == "distance"]
+    assert short[-1]["observed"]["unexpected_count"] == int((whole["distance"] > 2000).sum() + 26) > 26
 
 
 def test_bad_partition_reported_with_file_and_rows(on_cluster, spec):
