@@ -18,7 +18,8 @@ from prefect.events import emit_event
 from prefect.states import Cancelled, Crashed
 
 from cloudhop.clouds import TRAIN_TAG, BreakerPolicy, Placement, TrainingRequest, cloud_tag, load_catalog, rank_clouds
-from cloudhop.clouds.failover import Attempt, AttemptOutcome, FailoverPolicy, run_with_failover
+from cloudhop.clouds.failover import AllCloudsFailed, Attempt, AttemptOutcome, FailoverPolicy, run_with_failover
+from cloudhop.events import TRAINING_EXHAUSTED, model_resource
 from cloudhop.pipeline import open_registry
 from cloudhop.training.handoff import heartbeat_key, load_trained, trained_prefix
 from cloudhop.spec import PipelineSpec
@@ -120,9 +121,14 @@ def place_task(spec: PipelineSpec, data_bytes: int) -> Placement:
 
 
 def _emit(spec: PipelineSpec, attempt: Attempt) -> None:
-    emit_event(event=f"cloudhop.training.{attempt.outcome}",
-               resource={"prefect.resource.id": f"cloudhop.model.{spec.name}", "cloudhop.cloud": attempt.cloud},
+    emit_event(event=f"cloudhop.training.{attempt.outcome}", resource=model_resource(spec.name, cloud=attempt.cloud),
                payload=attempt.row())
+
+
+def emit_exhausted(model: str, error: AllCloudsFailed) -> None:
+    """Training failed on every cloud (an alert): the message and every attempt in the payload."""
+    emit_event(event=TRAINING_EXHAUSTED, resource=model_resource(model),
+               payload={"message": str(error), "attempts": [a.row() for a in error.attempts]})
 
 
 @task(name="train-with-failover", cache_policy=NO_CACHE, persist_result=False)
@@ -152,6 +158,8 @@ def train_with_failover_task(spec: PipelineSpec, placement: Placement, run_key: 
     try:
         result = run_with_failover(placement.order, launch, FailoverPolicy.from_spec(f), on_attempt=record)
     except Exception as e:
+        if isinstance(e, AllCloudsFailed):
+            emit_exhausted(spec.name, e)
         attempts = getattr(e, "attempts", [])
         if attempts:
             create_table_artifact(key=f"{spec.name}-training-attempts", table=[a.row() for a in attempts],
