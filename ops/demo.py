@@ -17,7 +17,6 @@ stops the worker, the spec's local model servers and the Prefect server that it 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 

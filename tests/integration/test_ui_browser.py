@@ -150,7 +150,7 @@ def ui(tmp_path_factory, prefect_api_url, deployed, flights_columns):
 def _run_after(t0: datetime, deployment_id: str):
     """The run of the deployment created at or after t0 (the one the form just asked for)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, FlowRunFilter, FlowRunFilterStartTime
+    from prefect.client.schemas.filters import DeploymentFilter
 
     with get_client(sync_client=True) as c:
         runs = c.read_flow_runs(deployment_filter=DeploymentFilter(id={"any_": [deployment_id]}))
