@@ -16,7 +16,7 @@ import yaml
 from cloudhop.providers.local.target import pid_alive
 from ops import demo
 from ops.net import free_port
-from ops.procs import ROOT, kill_pidfile, pidfile_process
+from ops.procs import ROOT, pidfile_process
 
 pytestmark = pytest.mark.integration
 
@@ -39,10 +39,10 @@ def spec_path(tmp_path_factory):
 
 
 @pytest.fixture()
-def in_folder(tmp_path, monkeypatch, prefect_api_url):
+def in_folder(tmp_path, monkeypatch, prefect_api_url, spec_path):
     monkeypatch.chdir(tmp_path)
     yield tmp_path
-    kill_pidfile(tmp_path / demo.STATE / "worker.pid", b"worker")  # a failed test leaves no worker behind
+    demo.stop_all(demo.STATE, str(spec_path))  # a failed test leaves no worker nor model server behind
 
 
 def _deployments_and_automations():
