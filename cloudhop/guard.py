@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 __all__ = ["credential_problems", "override_problems", "dataset_uri_problem", "dask_address_problem",
-           "redact_options", "OVERRIDABLE", "REDACTED"]
+           "webhook_url_problem", "redact_options", "OVERRIDABLE", "REDACTED"]
 
 # Words of a key name that mark it as a credential (the name is split on _, -, . and camelCase).
 _SECRET_WORDS = {"key", "keys", "secret", "secrets", "token", "password", "passwd", "pwd", "passphrase",
@@ -164,9 +164,9 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _address_problem(url: str, private: bool) -> str | None:
+def _address_problem(url: str, private: bool, note: str = "not reachable from an http(s) dataset") -> str | None:
     """Why the host of `url` must not be reached: a metadata service, link-local, and (`private`)
-    loopback or a private range. Names are judged as written, never resolved."""
+    loopback or a private range (`note` says why). Names are judged as written, never resolved."""
     try:
         host = (urlsplit(url).hostname or "").rstrip(".").lower()
     except ValueError:
@@ -177,8 +177,7 @@ def _address_problem(url: str, private: bool) -> str | None:
         return f"{host} is a cloud metadata service and is never read"
     ip = _ip(host)
     if ip is None:
-        return "localhost is loopback, not reachable from an http(s) dataset" if private and host == "localhost" \
-            else None
+        return f"localhost is loopback, {note}" if private and host == "localhost" else None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     if ip in _METADATA_ADDRESSES:
@@ -187,7 +186,7 @@ def _address_problem(url: str, private: bool) -> str | None:
         return f"{ip} is a link-local address and is never read"
     if private and (ip.is_private or ip.is_loopback or ip.is_reserved or ip.is_unspecified
                     or ip in ipaddress.ip_network("100.64.0.0/10")):
-        return f"{ip} is a private or loopback address, not reachable from an http(s) dataset"
+        return f"{ip} is a private or loopback address, {note}"
     return None
 
 
@@ -204,6 +203,16 @@ def dataset_uri_problem(uri: str, allow_http: bool) -> str | None:
         return (f"scheme {scheme}:// is not accepted; use one of {', '.join(_DATASET_SCHEMES)} "
                 f"(or http(s) when enabled)")
     return None
+
+
+def webhook_url_problem(url: str, allow_private: bool) -> str | None:
+    """Why an alert webhook is refused: not http(s), a metadata or link-local address, or (unless
+    `allow_private`, for a receiver on this machine) loopback or a private range. The message never
+    repeats the URL, which often carries a token."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in _HTTP:
+        return "the webhook URL must be http:// or https://"
+    return _address_problem(url, private=not allow_private, note="refused for a webhook unless allowed (--allow-private)")
 
 
 def dask_address_problem(address: str) -> str | None:

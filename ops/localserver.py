@@ -28,7 +28,8 @@ import httpx
 from ops.net import free_port, wait_http
 from ops.procs import BIN, ROOT, kill_pidfile, stop
 
-__all__ = ["LocalServer", "ServerError", "from_env", "prefect_env", "temporary_server", "use_api", "main"]
+__all__ = ["LocalServer", "ServerError", "from_env", "ensure_api", "prefect_env", "temporary_server", "use_api",
+           "main"]
 
 DEFAULT_PORT = 4200
 
@@ -86,8 +87,9 @@ class LocalServer:
         if announce:
             print(f"==> starting a local Prefect server on port {self.port} (log: {self.log})", file=sys.stderr,
                   flush=True)
+        # The host and port as settings too, not only flags: the UI asks the API at the URL built from them.
         env = dict(os.environ, PREFECT_HOME=str(self.home), PREFECT_SERVER_API_HOST="127.0.0.1",
-                   PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
+                   PREFECT_SERVER_API_PORT=str(self.port), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
         env.pop("PREFECT_API_URL", None)
         if not self.scheduler:
             env["PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED"] = "false"
@@ -154,6 +156,20 @@ def from_env(state_dir: Path | str = ".cloudhop", port: int | None = None,
     port = port or int(os.environ.get("CLOUDHOP_PREFECT_PORT") or DEFAULT_PORT)
     home = home or os.environ.get("CLOUDHOP_PREFECT_HOME") or Path(".cloudhop/prefect").resolve()
     return LocalServer(port, Path(home), Path(state_dir))
+
+
+def ensure_api(state_dir: Path | str = ".cloudhop") -> str:
+    """PREFECT_API_URL when set; else the project's local server (`from_env`, started unless one
+    answers), exported as PREFECT_API_URL for this process and its children. Exits with the
+    first line of the reason when the server cannot start."""
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        try:
+            api = from_env(state_dir).start(announce=True)
+        except ServerError as e:
+            raise SystemExit(str(e).splitlines()[0]) from None
+        os.environ["PREFECT_API_URL"] = api
+    return api
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ops import localserver
+from ops import demo, localserver
 from ops.deploy import DeployError, deploy_project
 from ops.procs import ROOT, kill_pidfile
 from ops.workers import start_worker
@@ -92,6 +92,9 @@ class Loop:
         from cloudhop.spec import load_spec
 
         kill_pidfile(self.home / "worker.pid", b"worker")
+        if kill_pidfile(demo.STATE / "worker.pid", b"worker"):
+            self.say("stopped the demo's worker: the loop's own worker polls the `local` pool and finds a drifted "
+                     "model's spec in the loop's folder (./scripts/demo starts the demo's again)")
         self.target().stop()
         shutil.rmtree(self.home / "store", ignore_errors=True)
         self.spec_path.write_text(yaml.safe_dump(self.spec, sort_keys=False))
@@ -278,13 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
     state = Path(os.environ.get("CLOUDHOP_LOOP_HOME") or ".cloudhop/loop")
     state.mkdir(parents=True, exist_ok=True)
-    api = os.environ.get("PREFECT_API_URL")
-    if not api:
-        try:
-            api = localserver.from_env(state).start(announce=True)
-        except localserver.ServerError as e:
-            raise SystemExit(str(e).splitlines()[0]) from None
-        os.environ["PREFECT_API_URL"] = api
+    api = localserver.ensure_api(state)
     print(f"==> Prefect API: {api}", flush=True)
     loop = Loop(args, state.resolve(), api)
     loop.clean_slate()

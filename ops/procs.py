@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cloudhop.providers.local.target import pid_alive
 
-__all__ = ["ROOT", "BIN", "stop", "kill_pidfile"]
+__all__ = ["ROOT", "BIN", "stop", "pidfile_process", "kill_pidfile"]
 
 ROOT = Path(__file__).resolve().parents[1]
 """The repository: the working directory of deploys and workers."""
@@ -42,20 +42,26 @@ def _signal(pid: int, sig: int) -> None:
             continue
 
 
-def kill_pidfile(path: Path, marker: bytes, grace: float = 10) -> bool:
-    """Stop the process whose id `path` holds, if its command line contains `marker`; remove the file.
+def pidfile_process(path: Path, marker: bytes) -> int | None:
+    """The id in pid file `path` when that process runs and its command line contains `marker`, else None.
 
-    A pid file outlives its process, and the id may belong to someone else by now: without the
-    marker in /proc/<pid>/cmdline nothing is signalled. Returns whether a process was stopped.
+    A pid file outlives its process, and the id may belong to someone else by now: the marker
+    in /proc/<pid>/cmdline tells ours apart.
     """
     try:
         pid = int(path.read_text())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if Path("/proc/self").exists() else marker
     except (FileNotFoundError, ValueError, OSError):
-        path.unlink(missing_ok=True)
-        return False
+        return None
+    return pid if marker in cmdline and pid_alive(pid) else None
+
+
+def kill_pidfile(path: Path, marker: bytes, grace: float = 10) -> bool:
+    """Stop the process whose id `path` holds, if its command line contains `marker`; remove the file.
+    Returns whether a process was stopped (nothing is signalled unless `pidfile_process` finds it)."""
+    pid = pidfile_process(path, marker)
     path.unlink(missing_ok=True)
-    if marker not in cmdline:
+    if pid is None:
         return False
     _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace

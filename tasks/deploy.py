@@ -10,8 +10,10 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
 from prefect.runtime import deployment, flow_run
 
+from cloudhop.events import DEPLOY_ROLLED_BACK, model_resource
 from cloudhop.registry import Registry
 from cloudhop.spec import PipelineSpec, ServingTargetSpec
 from cloudhop.targets import multi
@@ -75,7 +77,18 @@ def finalize_task(spec: PipelineSpec, registry: Registry, version: str, previous
                             seconds=seconds, canary=canary)
     log = get_run_logger()
     (log.info if report.ok else log.error)(report.summary())
+    if not report.ok:
+        emit_rolled_back(report)
     return report
+
+
+def emit_rolled_back(report: multi.DeployReport) -> None:
+    """A deploy that did not stick (an alert): each target's status, what it serves, and why."""
+    emit_event(event=DEPLOY_ROLLED_BACK, resource=model_resource(report.model, run_id=report.run_id),
+               payload={"version": report.version, "policy": report.policy, "summary": report.summary(),
+                        "failed": report.failed,
+                        "targets": {n: {"status": t.status, "serves": t.version, "previous": t.previous,
+                                        "error": t.error} for n, t in report.targets.items()}})
 
 
 @task(name="canary", cache_policy=NO_CACHE, persist_result=False, task_run_name="canary-{target_spec.name}")

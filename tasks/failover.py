@@ -19,10 +19,11 @@ from prefect.states import Cancelled, Crashed
 
 from cloudhop.clouds import TRAIN_TAG, BreakerPolicy, Candidate, TrainingRequest, cloud_tag, load_catalog
 from cloudhop.clouds.cost import RetrainCost, attempt_cost
-from cloudhop.clouds.failover import PREEMPTED, Attempt, AttemptOutcome, FailoverPolicy, run_with_failover
+from cloudhop.clouds.failover import PREEMPTED, AllCloudsFailed, Attempt, AttemptOutcome, FailoverPolicy, run_with_failover
 from cloudhop.clouds.speed import SpeedModel, Throughput
 from cloudhop.clouds.spot import CapacityPlan, plan_capacity, spot_launcher
 from cloudhop.costs import read_throughput, write_cost, write_throughput
+from cloudhop.events import TRAINING_EXHAUSTED, model_resource
 from cloudhop.pipeline import open_registry
 from cloudhop.training.config import TRAINER_GPUS
 from cloudhop.training.handoff import heartbeat_key, load_trained, trained_prefix
@@ -131,8 +132,7 @@ def place_task(spec: PipelineSpec, data_bytes: int, work_samples: int | None = N
 
 
 def _emit(spec: PipelineSpec, attempt: Attempt, cost: dict) -> None:
-    emit_event(event=f"cloudhop.training.{attempt.outcome}",
-               resource={"prefect.resource.id": f"cloudhop.model.{spec.name}", "cloudhop.cloud": attempt.cloud},
+    emit_event(event=f"cloudhop.training.{attempt.outcome}", resource=model_resource(spec.name, cloud=attempt.cloud),
                payload={**attempt.row(), "cost": cost})
 
 
@@ -143,9 +143,7 @@ def _record_cost(spec: PipelineSpec, store, cost: RetrainCost, outcome: str) -> 
     create_table_artifact(key=f"{spec.name}-training-cost", table=cost.table(),
                           description=f"Training cost ({outcome}): ${cost.total:.4f}, of which ${cost.wasted:.4f} "
                                       f"on attempts that did not complete")
-    emit_event(event="cloudhop.training.cost",
-               resource={"prefect.resource.id": f"cloudhop.model.{spec.name}", "cloudhop.run": cost.run_key},
-               payload=d)
+    emit_event(event="cloudhop.training.cost", resource=model_resource(spec.name, run=cost.run_key), payload=d)
     return d
 
 
@@ -154,6 +152,12 @@ def _record_throughput(spec: PipelineSpec, store, c: Candidate, cloud: str, run_
     if info.get("samples_per_s") and c.offer and c.gpu:
         write_throughput(store, run_key, Throughput(cloud, c.offer, c.gpu, float(info["samples_per_s"]),
                                                     datetime.now(timezone.utc), spec.name))
+
+
+def emit_exhausted(model: str, error: AllCloudsFailed) -> None:
+    """Training failed on every cloud (an alert): the message and every attempt in the payload."""
+    emit_event(event=TRAINING_EXHAUSTED, resource=model_resource(model),
+               payload={"message": str(error), "attempts": [a.row() for a in error.attempts]})
 
 
 @task(name="train-with-failover", cache_policy=NO_CACHE, persist_result=False)
@@ -190,6 +194,8 @@ def train_with_failover_task(spec: PipelineSpec, placement: CapacityPlan, run_ke
         result = run_with_failover(placement.order, spot_launcher(placement, launch), FailoverPolicy.from_spec(f),
                                    on_attempt=record)
     except Exception as e:
+        if isinstance(e, AllCloudsFailed):
+            emit_exhausted(spec.name, e)
         attempts = getattr(e, "attempts", [])
         if attempts:
             create_table_artifact(key=f"{spec.name}-training-attempts", table=[a.row() for a in attempts],

@@ -17,10 +17,12 @@ from prefect import get_run_logger, task
 from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
                                update_progress_artifact)
 from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from cloudhop import guard, pipeline
 from cloudhop.data import VALIDATION_PRELOAD, DaskExecutor, Executor, Table, executor_for
+from cloudhop.events import VALIDATION_FAILED, model_resource
 from cloudhop.registry.signing import load_private_key
 from cloudhop.spec import PipelineSpec, SpecError, find_spec, parse_spec
 from tasks.credentials import load_resolved_spec, resolve_spec
@@ -127,8 +129,9 @@ def validate_task(table: Table, spec: PipelineSpec, executor: Executor | None = 
 
 
 def report_validation(spec: PipelineSpec, result, raise_on_failure: bool = True) -> None:
-    """Save a validation result to the store; a failure leaves a table artifact of what failed
-    and stops the run (or, with raise_on_failure False, only warns)."""
+    """Save a validation result to the store; a failure leaves a table artifact of what failed,
+    emits cloudhop.validation.failed (labelled with the run's `reason`: a refused scheduled run is
+    an alert) and stops the run (or, with raise_on_failure False, only warns)."""
     run_id = str(flow_run.get_id() or "adhoc")
     registry = pipeline.open_registry(spec)
     key = f"runs/{spec.name}/{run_id}/validation.json"
@@ -139,11 +142,19 @@ def report_validation(spec: PipelineSpec, result, raise_on_failure: bool = True)
                               description=f"Validation failed: {s.get('unsuccessful')} of {s.get('evaluated')} "
                                           f"expectations. Full result: {registry.store.url(key)}")
         lines = "\n".join(f"  - {f.message}" for f in result.failures)
+        message = (f"data in {spec.dataset.uri} failed validation "
+                   f"({s.get('unsuccessful')} of {s.get('evaluated')} expectations):\n{lines}")
+        emit_event(event=VALIDATION_FAILED,
+                   resource=model_resource(spec.name, run_reason=flow_run.parameters.get("reason"), run_id=run_id),
+                   payload={"message": message, "dataset": spec.dataset.uri, "failures": result.table(),
+                            "result": registry.store.url(key)})
         if not raise_on_failure:
             get_run_logger().warning("validation failed:\n%s", lines)
             return
-        raise ValidationFailed(f"data in {spec.dataset.uri} failed validation "
-                               f"({s.get('unsuccessful')} of {s.get('evaluated')} expectations):\n{lines}")
+        raise ValidationFailed(message)
+    create_table_artifact(key=_key(f"{spec.name}-validation"), table=result.checks(),
+                          description=f"Validation passed: {s.get('evaluated')} expectations on {result.row_count} "
+                                      f"rows. Full result: {registry.store.url(key)}")
     get_run_logger().info("validation passed: %s expectations on %s rows", s.get("evaluated"), result.row_count)
 
 

@@ -37,8 +37,7 @@ class ValidationResult:
     @classmethod
     def from_results(cls, results: list[dict[str, Any]], row_count: int) -> "ValidationResult":
         """Assemble from run_expectations() dicts (or ones combined across partitions)."""
-        failures = [ExpectationFailure(r["type"], r.get("column"), r["kwargs"],
-                                       {**(r.get("observed") or {}), **({"error": r["error"]} if r.get("error") else {})},
+        failures = [ExpectationFailure(r["type"], r.get("column"), r["kwargs"], _observed(r),
                                        failure_message(r, row_count))
                     for r in results if not r["success"]]
         n, bad = len(results), len(failures)
@@ -56,6 +55,13 @@ class ValidationResult:
         return [{"expectation": f.expectation, "column": f.column or "",
                  "expected": expected_text(f.expectation, f.kwargs), "observed": observed_text(f.observed)}
                 for f in self.failures]
+
+    def checks(self) -> list[dict[str, str]]:
+        """One row per expectation evaluated, passed or not: what the gate checked (a run's table)."""
+        return [{"expectation": r["type"], "column": r.get("column") or "",
+                 "expected": expected_text(r["type"], r["kwargs"]), "result": "passed" if r["success"] else "FAILED",
+                 "observed": observed_text(_observed(r))}
+                for r in self.results]
 
     def summary(self) -> dict[str, Any]:
         """Short form for a manifest."""
@@ -78,6 +84,11 @@ def raise_for(result: ValidationResult) -> ValidationResult:
 
 
 # -- words ------------------------------------------------------------------------
+def _observed(r: dict[str, Any]) -> dict[str, Any]:
+    """What was observed for one expectation result, with its error when it could not be checked."""
+    return {**(r.get("observed") or {}), **({"error": r["error"]} if r.get("error") else {})}
+
+
 def _v(x: Any) -> str:
     if isinstance(x, float) and x.is_integer():
         return str(int(x))

@@ -9,7 +9,7 @@ import pytest
 
 from ops.localserver import LocalServer, ServerError
 from ops.net import free_port, wait_http
-from ops.procs import kill_pidfile, stop
+from ops.procs import kill_pidfile, pidfile_process, stop
 
 SLEEPER = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)  # cloudhop-test-sleeper"]
 
@@ -26,6 +26,8 @@ def test_kill_pidfile_stops_only_the_process_it_names(tmp_path):
     try:
         pid_file = tmp_path / "x.pid"
         pid_file.write_text(str(proc.pid))
+        assert pidfile_process(pid_file, b"cloudhop-test-sleeper") == proc.pid
+        assert pidfile_process(pid_file, b"someone-else") is None
         assert not kill_pidfile(pid_file, b"someone-else")  # the id now belongs to another program
         assert proc.poll() is None and not pid_file.exists()
         pid_file.write_text(str(proc.pid))
@@ -33,6 +35,8 @@ def test_kill_pidfile_stops_only_the_process_it_names(tmp_path):
         assert proc.wait(5) is not None and not pid_file.exists()
     finally:
         stop(proc)
+    pid_file.write_text(str(proc.pid))
+    assert pidfile_process(pid_file, b"cloudhop-test-sleeper") is None  # it has exited
     assert not kill_pidfile(tmp_path / "missing.pid", b"x")
     (tmp_path / "junk.pid").write_text("not a pid")
     assert not kill_pidfile(tmp_path / "junk.pid", b"x") and not (tmp_path / "junk.pid").exists()

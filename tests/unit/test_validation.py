@@ -108,6 +108,12 @@ def test_out_of_range_values_with_counts(small, spec):
     assert row == {"expectation": "expect_column_values_to_be_between", "column": "distance",
                    "expected": "values in [0, 6000]",
                    "observed": "unexpected_count=12; unexpected_percent=1.2%; e.g. [-5, 99999]"}
+    checks = r.checks()  # every expectation, the failed one marked: the table a passing run shows too
+    assert len(checks) == r.statistics["evaluated"] and [c["result"] for c in checks].count("FAILED") == 1
+    (failed,) = [c for c in checks if c["result"] == "FAILED"]
+    assert failed == {**row, "result": "FAILED"}
+    assert {"expectation": "expect_column_values_to_be_in_set", "column": "origin", "result": "passed"}.items() \
+        <= next(c for c in checks if c["column"] == "origin" and "in_set" in c["expectation"]).items()
 
 
 def test_mostly_allows_a_few_out_of_range(small, spec):
