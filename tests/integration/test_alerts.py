@@ -104,9 +104,10 @@ def test_apply_again_updates_in_place(prefect_api_url, receiver):
 
     out = _alerts(prefect_api_url, "apply", "--url", receiver.url, "--allow-private")
     assert out.count(": updated") == 4, out
+    alerts = {a["name"] for a in yaml.safe_load((ROOT / "deployments" / "alerts.yaml").read_text())["alerts"]}
     with get_client(sync_client=True) as c:
-        names = [a.name for a in c.read_automations() if a.name.startswith("cloudhop-")]
-    assert sorted(names) == sorted(set(names)) and len(names) == 4, names
+        names = [a.name for a in c.read_automations() if a.name in alerts]
+    assert sorted(names) == sorted(alerts) and len(alerts) == 4, names  # one each, no copies
 
 
 def test_drift_detected_alerts(receiver):
