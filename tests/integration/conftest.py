@@ -93,6 +93,7 @@ class LoopWorld:
         self.spec = load_spec(spec_path)
         self.deployments = plane["deployments"]
         self.retrain_id = self.deployments["retrain"].id
+        self.since = datetime.now(timezone.utc)  # runs of the retrain deployment other modules made are not ours
 
     def registry(self):
         from cloudhop.registry import Registry
@@ -133,7 +134,8 @@ class LoopWorld:
 
         with get_client(sync_client=True) as c:
             runs = c.read_flow_runs(deployment_filter=DeploymentFilter(id={"any_": [self.retrain_id]}))
-        return [r for r in runs if model is None or r.parameters.get("model") == model]
+        return [r for r in runs if r.created is not None and r.created >= self.since
+                and (model is None or r.parameters.get("model") == model)]
 
     @staticmethod
     def events(name: str, resource_id: str) -> list[dict]:
