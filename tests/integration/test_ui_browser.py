@@ -59,9 +59,14 @@ class UI:
         self.shot(f"{step}-form")
         fill(self)
         self.shot(f"{step}-form-filled")
+        page.keyboard.press("Tab")  # leave the last field, so the form holds its value before the submit
         t0 = datetime.now(timezone.utc)
         page.get_by_role("button", name="Submit").click()
-        page.wait_for_url(re.compile(rf".*/deployments/deployment/{self.deployment_id}$"))
+        try:  # the UI answers in a second on a quiet machine; a loaded one (the whole suite) takes longer
+            page.wait_for_url(re.compile(rf".*/deployments/deployment/{self.deployment_id}$"), timeout=90_000)
+        except Exception:
+            self.shot(f"{step}-not-submitted")  # what the form said instead
+            raise
         self.shot(f"{step}-submitted")
         return t0
 
