@@ -40,9 +40,14 @@ RUN_TIMEOUT_S = 150
 class UI:
     """The browser page, the UI's address, and a numbered screenshot per step."""
 
-    def __init__(self, page, base: str, shots: Path, deployment_id: str):
+    def __init__(self, page, base: str, shots: Path, deployment_id: str, server_logs: list[Path]):
         self.page, self.base, self.shots, self.deployment_id = page, base, shots, deployment_id
+        self.server_logs = server_logs
         self.n = 0
+        self.bad_answers: list = []  # responses, read only when a step fails
+        self.console: list[str] = []
+        page.on("response", lambda r: r.status >= 400 and self.bad_answers.append(r))
+        page.on("console", lambda m: m.type == "error" and self.console.append(m.text[:300]))
 
     def shot(self, step: str) -> None:
         self.n += 1
@@ -62,13 +67,28 @@ class UI:
         page.keyboard.press("Tab")  # leave the last field, so the form holds its value before the submit
         t0 = datetime.now(timezone.utc)
         page.get_by_role("button", name="Submit").click()
-        try:  # the UI answers in a second on a quiet machine; a loaded one (the whole suite) takes longer
-            page.wait_for_url(re.compile(rf".*/deployments/deployment/{self.deployment_id}$"), timeout=90_000)
-        except Exception:
+        # The UI goes to the deployment's page and then, by itself, to its Runs tab (`?tab=Runs`): under
+        # load the check can first look after that second step, so the address may carry a query.
+        try:
+            page.wait_for_url(re.compile(rf".*/deployments/deployment/{self.deployment_id}(\?.*)?$"), timeout=60_000)
+        except Exception as e:
             self.shot(f"{step}-not-submitted")  # what the form said instead
-            raise
+            raise AssertionError(f"the form did not submit: {e}\n{self.diagnosis()}") from None
         self.shot(f"{step}-submitted")
         return t0
+
+    def diagnosis(self) -> str:
+        """What the page and the server said: the URL, toasts and error texts on the page, the API's
+        answers of 400 and up, the browser console's errors (a screenshot does not reach a CI log)."""
+        page = self.page
+        texts = [t.strip() for sel in (".p-toast", "[class*=error]", "[class*=invalid]")
+                 for t in page.locator(sel).all_inner_texts() if t.strip()]
+        answers = [f"{r.request.method} {r.url} {r.status} {_body(r)}" for r in self.bad_answers[-20:]]
+        server = [line for log in self.server_logs for line in log.read_text(errors="replace").splitlines()
+                  if "ERROR" in line or "Traceback" in line or "locked" in line]
+        return "\n".join([f"url: {page.url}", f"page says: {texts[:20]}",
+                          f"API answers >= 400: {answers}", f"console errors: {self.console[-20:]}",
+                          "server log errors:", *server[-20:]])
 
     # -- the parameter form: one block per parameter, named by it ("max_epochs (Optional)") ----------
     def prop(self, name: str):
@@ -115,6 +135,13 @@ class UI:
         page.go_back()
 
 
+def _body(response) -> str:
+    try:
+        return response.text()[:300]
+    except Exception as e:  # a body the browser no longer holds
+        return f"(body gone: {e})"
+
+
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory, prefect_api_url, deployed, flights_columns):
     from cloudhop.data import flights_table
@@ -144,7 +171,9 @@ def ui(tmp_path_factory, prefect_api_url, deployed, flights_columns):
             browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
             page.set_default_timeout(20_000)
-            yield {"ui": UI(page, base, shots, str(deployed["deployments"]["retrain"].id)), "root": root,
+            server_logs = list(tmp_path_factory.getbasetemp().glob("prefect*/prefect-server.log"))
+            ui = UI(page, base, shots, str(deployed["deployments"]["retrain"].id), server_logs)
+            yield {"ui": ui, "root": root,
                    "worker_log": root / "worker.log"}
             browser.close()
     finally:
