@@ -201,8 +201,9 @@ class FailoverSpec(_Strict):
     heartbeat_timeout_s: float = Field(default=30.0, gt=0, description="a running run silent this long has crashed")
     run_timeout_s: float = Field(default=6 * 3600, gt=0, description="longest a training run may take")
     on_preemption: Literal["same-cloud", "next-cloud"] = Field(
-        default="same-cloud", description="after spot capacity is lost (preempted, or spot did not start): try the "
-                                          "same cloud again (on-demand under spot: auto) or move to the next cloud")
+        default="next-cloud", description="after spot capacity is lost (preempted, or spot did not start): move to "
+                                          "the next cloud (under spot: auto every cloud is tried on-demand after the "
+                                          "spot ones) or try the same cloud again (on-demand under spot: auto)")
     spot_retries: int = Field(default=1, ge=0, description="extra attempts on the same cloud after spot losses")
 
 

@@ -122,7 +122,8 @@ def place_task(spec: PipelineSpec, data_bytes: int, work_samples: int | None = N
     request = TrainingRequest(gpu_type=c.gpu_type, gpu_count=c.gpu_count, max_price_per_hour=c.max_price_per_hour,
                               dataset_bytes=data_bytes, dataset_location=spec.dataset.uri,
                               clouds=c.clouds, work_samples=work_samples, trainer_gpus=TRAINER_GPUS)
-    placement = plan_capacity(catalog, request, failures, now, breaker, c.spot, SpeedModel(history))
+    placement = plan_capacity(catalog, request, failures, now, breaker, c.spot, SpeedModel(history),
+                               on_preemption=c.failover.on_preemption)
     notes = "".join(f"; {n}" for n in placement.notes)
     create_table_artifact(key=f"{spec.name}-placement", table=placement.table(),
                           description=f"Training placement: order {placement.order or 'none eligible'}; "

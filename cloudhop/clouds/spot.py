@@ -10,7 +10,9 @@ Pure policy, shared by the retrain flow (tasks/failover.py) and the placement si
               on-demand, after the spot ones.
 
 Whether the attempt after a spot loss stays on the same cloud or moves on is the failover
-policy's `on_preemption` (cloudhop.clouds.failover).
+policy's `on_preemption` (cloudhop.clouds.failover). Under `auto` with `next-cloud` the order is
+every spot cloud (by spot cost), then every cloud again on-demand (by on-demand cost): moving on
+after a spot loss must not lose the on-demand fallback of the clouds that had spot.
 """
 from __future__ import annotations
 
@@ -38,13 +40,19 @@ class CapacityPlan:
     policy: str
     spot: Placement | None  # None under the on-demand policy
     on_demand: Placement | None  # None under the spot policy
+    on_preemption: str = "same-cloud"  # the failover policy's: what follows a spot loss
 
     @property
     def order(self) -> list[str]:
-        """Cloud names to try (for failover): spot-eligible ones by spot cost first, then on-demand ones."""
+        """Cloud names to try (for failover): spot-eligible ones by spot cost first, then on-demand ones.
+        Under `auto` with `next-cloud` every cloud comes again in the on-demand part (a second pass,
+        on-demand: `spot_launcher`); with `same-cloud` a spot cloud's on-demand try follows its spot
+        loss at once, so it is not listed twice."""
         spot = self.spot.order if self.spot else []
-        rest = [c for c in (self.on_demand.order if self.on_demand else []) if c not in spot]
-        return spot + rest
+        on_demand = self.on_demand.order if self.on_demand else []
+        if self.policy == "auto" and self.on_preemption == "next-cloud":
+            return spot + on_demand
+        return spot + [c for c in on_demand if c not in spot]
 
     def candidate(self, cloud: str, spot: bool) -> Candidate:
         return self.placement(spot).candidate(cloud)
@@ -74,9 +82,11 @@ class CapacityPlan:
 
 
 def plan_capacity(catalog: Catalog, request: TrainingRequest, failures: Sequence[Failure], now: datetime,
-                  breaker: BreakerPolicy, policy: str, speeds: SpeedModel | None = None) -> CapacityPlan:
+                  breaker: BreakerPolicy, policy: str, speeds: SpeedModel | None = None, *,
+                  on_preemption: str = "same-cloud") -> CapacityPlan:
     """Rank the clouds (cloudhop.clouds.placement.rank_clouds, with `speeds` for the expected
-    hours) for the capacity `policy` allows."""
+    hours) for the capacity `policy` allows; `on_preemption` is the failover policy's (it shapes
+    the order)."""
     if policy not in SPOT_POLICIES:
         raise ValueError(f"unknown spot policy {policy!r}; expected one of {', '.join(SPOT_POLICIES)}")
 
@@ -84,16 +94,22 @@ def plan_capacity(catalog: Catalog, request: TrainingRequest, failures: Sequence
         return rank_clouds(catalog, dataclasses.replace(request, spot=spot), failures, now, breaker, speeds)
 
     return CapacityPlan(policy, rank(True) if policy != "on-demand" else None,
-                        rank(False) if policy != "spot" else None)
+                        rank(False) if policy != "spot" else None, on_preemption)
 
 
 def spot_launcher(plan: CapacityPlan, launch: SpotLaunch) -> Callable[[str, int], AttemptOutcome]:
     """The `launch(cloud, number)` run_with_failover calls: it picks spot or on-demand for each
     attempt by the plan's policy, calls `launch(cloud, number, candidate)`, and marks the outcome's
-    `data["spot"]` (so failover can tell a spot loss from a cloud fault)."""
-    lost: set[str] = set()  # clouds where spot capacity was lost in this run
+    `data["spot"]` (so failover can tell a spot loss from a cloud fault). A cloud the order lists a
+    second time (`auto` with `next-cloud`) is on-demand on that pass: failover starts each listed
+    cloud at attempt 1."""
+    lost: set[str] = set()  # clouds where spot capacity was lost in this run, or whose spot pass is over
+    seen: set[str] = set()
 
     def run(cloud: str, number: int) -> AttemptOutcome:
+        if number == 1 and cloud in seen:
+            lost.add(cloud)
+        seen.add(cloud)
         spot = plan.policy == "spot" or (plan.policy == "auto" and plan.spot_eligible(cloud) and cloud not in lost)
         out = launch(cloud, number, plan.candidate(cloud, spot))
         out.data["spot"] = spot

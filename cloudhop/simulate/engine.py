@@ -42,15 +42,19 @@ class Policy:
     name: str
     spot: str  # the spot policy: spot | on-demand | auto
     clouds: tuple[str, ...]
+    on_preemption: str | None = None  # the failover's after a spot loss; None: the scenario's
 
 
 def default_policies(scenario: Scenario) -> list[Policy]:
     """Each cloud alone on-demand, each cloud alone on spot (where it has spot), and cloudhop: every
-    cloud, placement with failover, the `auto` spot policy."""
+    cloud, placement with failover, the `auto` spot policy, as the scenario's failover says; then
+    cloudhop again with the other `on_preemption`, to show what that choice is worth."""
     names = list(scenario.clouds)
+    other = "same-cloud" if scenario.failover.on_preemption == "next-cloud" else "next-cloud"
     return ([Policy(f"{c} on-demand", "on-demand", (c,)) for c in names]
             + [Policy(f"{c} spot", "spot", (c,)) for c in names if scenario.clouds[c].interruption is not None]
-            + [Policy("cloudhop", "auto", tuple(names))])
+            + [Policy("cloudhop", "auto", tuple(names)),
+               Policy(f"cloudhop ({other})", "auto", tuple(names), other)])
 
 
 @dataclass
@@ -62,7 +66,7 @@ class RetrainResult:
     attempts: int = 0
     preemptions: int = 0
     lost_hours: float = 0.0  # paid GPU hours preempted attempts did not keep
-    on_demand_fallbacks: int = 0  # on-demand attempts after a spot loss (preempted or not started) there
+    on_demand_fallbacks: int = 0  # on-demand attempts after a spot loss (preempted or not started) in this retrain
 
     @property
     def lateness(self) -> float:
@@ -102,9 +106,10 @@ class _PolicyRun:
     def __init__(self, world: World, policy: Policy):
         s = world.scenario
         self.world, self.policy, self.w = world, policy, s.workload
-        self.failover = FailoverPolicy.from_spec(s.failover)
+        self.f = s.failover if policy.on_preemption is None else s.failover.model_copy(
+            update={"on_preemption": policy.on_preemption})
+        self.failover = FailoverPolicy.from_spec(self.f)
         self.breaker = BreakerPolicy.from_spec(s.breaker)
-        self.f = s.failover
         self.failures: list[Failure] = []
         self.env = simpy.Environment()
         self.result = PolicyResult(policy)
@@ -135,7 +140,8 @@ class _PolicyRun:
             since = self.world.when(clock[0]) - timedelta(minutes=self.breaker.window_minutes)
             self.failures = [f for f in self.failures if f.at > since]  # as the flow asks the server: the window only
             plan = plan_capacity(self.world.catalog_at(clock[0]), self._request(), self.failures,
-                                 self.world.when(clock[0]), self.breaker, self.policy.spot)
+                                 self.world.when(clock[0]), self.breaker, self.policy.spot,
+                                 on_preemption=self.f.on_preemption)
             try:
                 run_with_failover(plan.order, spot_launcher(plan, self._launcher(plan, r, state, clock)),
                                   self.failover, sleep=lambda s: clock.__setitem__(0, clock[0] + s / 3600.0),
@@ -162,7 +168,7 @@ class _PolicyRun:
             t = clock[0]
             spot = plan.spot is not None and any(c is cand for c in plan.spot.candidates)
             r.attempts += 1
-            if not spot and cloud in state.spot_lost:
+            if not spot and state.spot_lost:
                 r.on_demand_fallbacks += 1
             if world.down(cloud, t):
                 clock[0] += f.start_timeout_s / 3600.0

@@ -45,7 +45,7 @@ def chart_png(rows: list[dict[str, Any]], title: str) -> bytes:
     import matplotlib.pyplot as plt
 
     names = [r["policy"] for r in rows]
-    colours = ["tab:green" if n == "cloudhop" else "tab:orange" if n.endswith(" spot") else "tab:blue"
+    colours = ["tab:green" if n.startswith("cloudhop") else "tab:orange" if n.endswith(" spot") else "tab:blue"
                for n in names]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.8), sharey=True)
     ax1.barh(names, [r["$ per retrain"] or 0 for r in rows], color=colours)

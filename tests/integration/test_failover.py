@@ -45,6 +45,10 @@ def setup(prefect_api_url, tmp_path_factory):
     workers.stop_all()
 
 
+FAILOVER = {"retries": 0, "backoff_seconds": 1, "start_timeout_s": 20, "startup_timeout_s": 180,
+            "heartbeat_timeout_s": 8}
+
+
 def write_spec(setup, name: str, *, model: dict | None = None, compute: dict | None = None) -> str:
     spec = yaml.safe_load(open(ROOT / "specs/flights.yaml"))
     spec["dataset"] = {"uri": str(setup["data"])}
@@ -53,8 +57,7 @@ def write_spec(setup, name: str, *, model: dict | None = None, compute: dict | N
                           **(model or {})})
     spec["compute"] = {"mode": "pools", "catalog": str(setup["catalog"]),
                        "clouds": [FIRST, SECOND], "gpu_type": "A100",
-                       "failover": {"retries": 0, "backoff_seconds": 1, "start_timeout_s": 20,
-                                    "startup_timeout_s": 180, "heartbeat_timeout_s": 8},
+                       "failover": FAILOVER,
                        "breaker": {"failures": 10, "window_minutes": 30}, **(compute or {})}
     path = setup["root"] / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -119,7 +122,7 @@ def test_killed_cloud_fails_over_and_resumes_from_checkpoint(setup):
     assert [(a["cloud"], a["outcome"]) for a in attempts] == [(FIRST, "crashed"), (SECOND, "completed")]
     assert "heartbeat" in attempts[0]["detail"]
     info = s["training"]
-    assert info["where"] == SECOND
+    assert info["where"] == then
     assert info["resumed_from_step"] is not None and info["resumed_from_step"] >= killed_at_step
     assert info["steps_run"] < info["steps"], "the second cloud redid everything"
     check_cost(s, store, [(FIRST, "crashed"), (SECOND, "completed")], setup["data"].stat().st_size)
@@ -220,16 +223,19 @@ def test_circuit_breaker_skips_a_cloud_with_repeated_failures(setup):
     assert row["eligible"] is False and "circuit" in row["reason"]
 
 
-def test_sigterm_preempts_spot_and_auto_falls_back_to_on_demand(setup):
+@pytest.mark.parametrize("on_preemption", ["same-cloud", "next-cloud"])
+def test_sigterm_preempts_spot_and_auto_falls_back_to_on_demand(setup, on_preemption):
     """A real SIGTERM to the training process of a spot attempt: it checkpoints at once and ends
-    preempted; the `auto` spot policy runs the next attempt on the same cloud on-demand, resuming."""
+    preempted; under the `auto` spot policy the next attempt is on-demand, resuming: on the same
+    cloud (`same-cloud`), or on the next one (`next-cloud`, the default)."""
     w = setup["workers"]
     w.start(FIRST)
     w.start(SECOND)
     # auto, A100: only GCP has a spot price among the two, so it is tried first, on spot
-    path = write_spec(setup, "spot", model={"batch_size": 256, "max_epochs": 4, "patience": 4,
+    path = write_spec(setup, f"spot-{on_preemption}", model={"batch_size": 256, "max_epochs": 4, "patience": 4,
                                             "hidden": [1024, 1024], "checkpoint_every": 1000},
-                      compute={"spot": "auto", "breaker": {"failures": 50, "window_minutes": 30}})
+                      compute={"spot": "auto", "breaker": {"failures": 50, "window_minutes": 30},
+                               "failover": {**FAILOVER, "on_preemption": on_preemption}})
     store = Store(yaml.safe_load(open(path))["store"])
     t, result = retrain_in_background(path)
     deadline = time.monotonic() + 240
@@ -248,13 +254,14 @@ def test_sigterm_preempts_spot_and_auto_falls_back_to_on_demand(setup):
     assert not t.is_alive()
     assert "error" not in result, result.get("error")
     s = result["summary"]
+    then = SECOND if on_preemption == "same-cloud" else FIRST
     assert [(a["cloud"], a["outcome"], a["spot"]) for a in s["attempts"]] == [
-        (SECOND, "preempted", True), (SECOND, "completed", False)]
+        (SECOND, "preempted", True), (then, "completed", False)]
     assert "SIGTERM" in s["attempts"][0]["detail"]
     rows = {(r["cloud"], r["capacity"]): r for r in s["placement"]}
     assert rows[(SECOND, "spot")]["eligible"] and not rows[(FIRST, "spot")]["eligible"]
     info = s["training"]
-    assert info["where"] == SECOND
+    assert info["where"] == then
     # resumed from the checkpoint written on SIGTERM, at or after the step the heartbeat showed before
     # the kill (no periodic one was due), not from scratch or an older one
     assert info["resumed_from_step"] is not None and info["resumed_from_step"] >= beat["step"]

@@ -146,8 +146,8 @@ def test_every_shipped_scenario_names_its_sources():
 
 
 def test_default_scenario_year_bars():
-    """The default scenario: a year in under 60 s; cloudhop on time >= 99.9% and cheaper than every
-    single-cloud on-demand policy. (The 40% bar is checked, and not met, below.)"""
+    """The default scenario: a year in under 60 s; cloudhop at least 40% cheaper than the cheapest
+    single-cloud on-demand policy, with at least 99.9% of retrains on time."""
     t0 = time.perf_counter()
     rows = table(simulate(load_scenario(ROOT / "scenarios/default.yaml")))
     seconds = time.perf_counter() - t0
@@ -155,21 +155,26 @@ def test_default_scenario_year_bars():
     ours = next(r for r in rows if r["policy"] == "cloudhop")
     assert ours["retrains"] > 365 and ours["on time %"] >= 99.9
     assert all(ours["total $"] < r["total $"] for r in rows if r["policy"].endswith(" on-demand"))
+    assert savings(rows)["cheaper %"] >= 40.0, savings(rows)
 
 
-@pytest.mark.xfail(strict=True, reason="with the catalog's prices and the sourced rates cloudhop is 39.0% cheaper "
-                                       "than the cheapest single-cloud on-demand policy (CoreWeave), not 40%")
-def test_default_scenario_forty_percent_cheaper_than_single_cloud_on_demand():
-    rows = table(simulate(load_scenario(ROOT / "scenarios/default.yaml")))
-    assert savings(rows)["cheaper %"] >= 40.0
+def test_moving_on_after_a_spot_loss_is_what_makes_the_difference():
+    """The same year with on_preemption: same-cloud (the on-demand retry on the cloud that lost spot):
+    as reliable, dearer. The row is there to show what the default is worth."""
+    rows = {r["policy"]: r for r in table(simulate(load_scenario(ROOT / "scenarios/default.yaml")))}
+    same = rows["cloudhop (same-cloud)"]
+    assert same["on time %"] >= 99.9 and same["total $"] > rows["cloudhop"]["total $"]
+    assert same["on-demand fallbacks"] > rows["cloudhop"]["on-demand fallbacks"]
 
 
 def test_spot_unusable_falls_back_and_stays_on_time():
     rows = {r["policy"]: r for r in table(simulate(load_scenario(ROOT / "scenarios/spot-unusable.yaml")))}
-    ours = rows["cloudhop"]
-    assert ours["on time %"] >= 99.9 and ours["abandoned"] == 0
-    assert ours["on-demand fallbacks"] >= ours["retrains"]  # every retrain fell back to on-demand
-    assert ours["preemptions"] == 0
+    for ours in (rows["cloudhop"], rows["cloudhop (same-cloud)"]):
+        assert ours["on time %"] >= 99.9 and ours["abandoned"] == 0
+        assert ours["on-demand fallbacks"] >= ours["retrains"]  # every retrain fell back to on-demand
+        assert ours["preemptions"] == 0
+    # moving on reaches the cheapest on-demand (CoreWeave); staying pays the cloud that lost spot
+    assert rows["cloudhop"]["total $"] < rows["cloudhop (same-cloud)"]["total $"]
     for name in ("aws spot", "gcp spot", "azure spot"):  # the scenario does bite: spot alone never finishes
         assert rows[name]["on time %"] == 0 and rows[name]["abandoned"] == rows[name]["retrains"]
 

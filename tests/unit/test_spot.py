@@ -24,9 +24,9 @@ def catalog():
     }})
 
 
-def plan(policy):
+def plan(policy, on_preemption="same-cloud"):
     request = TrainingRequest(gpu_type="A100", dataset_bytes=0, dataset_location="alpha", estimated_hours=1.0)
-    return plan_capacity(catalog(), request, [], NOW, BreakerPolicy(), policy)
+    return plan_capacity(catalog(), request, [], NOW, BreakerPolicy(), policy, on_preemption=on_preemption)
 
 
 def test_orders_per_policy():
@@ -74,10 +74,39 @@ def test_spot_policy_stays_on_spot_and_moves_on():
 
 
 def test_auto_with_next_cloud_moves_on_after_a_preemption():
-    p = plan("auto")
+    p = plan("auto", "next-cloud")
     launch, calls = scripted(p, ["preempted", "crashed", "completed"])
     run_with_failover(p.order, launch, FailoverPolicy(retries=0, on_preemption="next-cloud"), sleep=lambda s: None)
     assert [(c[0], c[2]) for c in calls] == [("beta", "spot"), ("alpha", "spot"), ("gamma", "on-demand")]
+
+
+def test_auto_with_next_cloud_still_tries_the_spot_clouds_on_demand():
+    """Moving on after spot losses must not lose the on-demand capacity of the clouds that had spot:
+    every cloud comes again, on-demand, cheapest first."""
+    p = plan("auto", "next-cloud")
+    assert p.order == ["beta", "alpha", "gamma", "alpha", "beta"]
+    launch, calls = scripted(p, ["not_started", "preempted", "crashed", "completed"])
+    r = run_with_failover(p.order, launch, FailoverPolicy(retries=0, on_preemption="next-cloud"),
+                          sleep=lambda s: None)
+    assert calls == [("beta", 1, "spot", 0.8), ("alpha", 1, "spot", 0.9), ("gamma", 1, "on-demand", 1.5),
+                     ("alpha", 1, "on-demand", 2.0)]
+    assert (r.cloud, [a.spot for a in r.attempts]) == ("alpha", [True, True, False, False])
+
+
+def test_a_spot_cloud_with_a_cloud_fault_is_on_demand_on_its_second_pass():
+    """A fault that is not a spot loss (the cloud is down) moves on too; the cloud's second pass asks
+    for on-demand, not spot again."""
+    p = plan("auto", "next-cloud")
+    launch, calls = scripted(p, ["infra_error", "preempted", "crashed", "crashed", "completed"])
+    run_with_failover(p.order, launch, FailoverPolicy(retries=0, on_preemption="next-cloud"), sleep=lambda s: None)
+    assert [(c[0], c[2]) for c in calls] == [("beta", "spot"), ("alpha", "spot"), ("gamma", "on-demand"),
+                                            ("alpha", "on-demand"), ("beta", "on-demand")]
+
+
+def test_same_cloud_lists_each_cloud_once():
+    assert plan("auto", "same-cloud").order == ["beta", "alpha", "gamma"]
+    assert plan("on-demand", "next-cloud").order == ["gamma", "alpha", "beta"]
+    assert plan("spot", "next-cloud").order == ["beta", "alpha"]
 
 
 def test_on_demand_never_asks_for_spot():
@@ -86,6 +115,10 @@ def test_on_demand_never_asks_for_spot():
     with pytest.raises(AllCloudsFailed):
         run_with_failover(p.order, launch, FailoverPolicy(retries=0), sleep=lambda s: None)
     assert [c[2] for c in calls] == ["on-demand"] * 3
+
+
+def test_spec_default_after_a_spot_loss_is_the_next_cloud():
+    assert ComputeSpec().failover.on_preemption == "next-cloud"
 
 
 def test_spec_spot_policy_accepts_the_old_boolean():
