@@ -7,6 +7,12 @@ printed at the end: one-row /predict at least 0.8x the same server's /health rat
 
     python benchmarks/bench_serving.py [--clients 3] [--requests 2000] [--seconds 15] [--ab-rounds 3]
 
+Where a one-row request's time goes: the server's own time per request in its app (from its
+/metrics histogram) for /health and /predict, beside the model path in-process (parse, check,
+transform, ONNX Runtime) back to back and with 0.2 ms asleep before each call, as a server
+idles between one client's requests: on a small VM that idle gap alone makes the same code
+slower (cold caches).
+
 The A/B runs the same loads (1-row and 256-row requests) against two servers of this build,
 one started with --benchmark-unchecked-rows (a flag that exists for this comparison only), in
 alternating rounds; it prints the median throughput of each side and their ratio (the bar:
@@ -117,6 +123,8 @@ def build_store(root: str) -> tuple[Registry, list[dict]]:
 
 
 HEALTH = "HTTP GET /health (round-trip floor)"
+WHOLE = "parse+check+transform+ORT, in-process"
+IDLE_S = 0.0002
 PREDICT = "HTTP /predict rows"
 PREDICT_COLUMNS = "HTTP /predict columns"
 
@@ -133,15 +141,34 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
 
 
-def time_calls(fn, n: int, seconds: float) -> tuple[list[float], float]:
+def time_calls(fn, n: int, seconds: float, idle: float = 0.0) -> tuple[list[float], float]:
+    """Latencies of `n` calls (or `seconds` worth); with `idle`, that long asleep before each call
+    (not timed), as a server waits between requests; the rate is then from the timed part alone."""
     lat, t0 = [], time.perf_counter()
     for _ in range(n):
+        if idle:
+            time.sleep(idle)
         t = time.perf_counter()
         fn()
         lat.append(time.perf_counter() - t)
         if t - t0 > seconds:
             break
-    return lat, time.perf_counter() - t0
+    return lat, (sum(lat) if idle else time.perf_counter() - t0)
+
+
+def app_seconds(port: int) -> dict[str, tuple[float, float]]:
+    """Per endpoint, the server's own time in its app (seconds summed, requests): its /metrics histogram."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    out: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        for part, i in (("cloudhop_request_seconds_sum{", 0), ("cloudhop_request_seconds_count{", 1)):
+            if line.startswith(part):
+                endpoint = line.split('endpoint="', 1)[1].split('"', 1)[0]
+                out.setdefault(endpoint, [0.0, 0.0])[i] = float(line.rsplit(" ", 1)[1])
+    return {k: (v[0], v[1]) for k, v in out.items()}
 
 
 class Load:
@@ -306,6 +333,14 @@ def main() -> int:
         for form, body in (("rows", as_rows), ("columns", as_columns)):
             lat, wall = time_calls(lambda: schema.read(parse_predict(body, n_rows)), total, args.seconds)
             results.append((f"parse + check {form}, in-process", 1, n_rows, lat, wall, 0))
+        if n_rows == 1:  # the server's whole model path for one row, back to back and with idle gaps
+            def whole(body=as_rows):
+                request = parse_predict(body, n_rows)
+                return m.predict_columns(schema.read(request), request.n)
+            lat, wall = time_calls(whole, total, args.seconds)
+            results.append((WHOLE, 1, n_rows, lat, wall, 0))
+            lat, wall = time_calls(whole, total, args.seconds, idle=IDLE_S)
+            results.append((f"{WHOLE}, {IDLE_S * 1e3:.1f} ms idle between", 1, n_rows, lat, wall, 0))
 
     # -- the servers: checked (every scenario) and unchecked (the validation A/B) ---------------
     token = secrets.token_urlsafe(24)
@@ -326,16 +361,26 @@ def main() -> int:
         many_columns = [column_body(rows, pre)]
         Load(port, one_row, 2, 200, 5).run()  # warm-up
         Load(off_port, one_row, 2, 200, 5).run()
+        in_app: dict[str, float] = {}  # endpoint -> the server's own seconds per request, 1 client, 1 row
+
+        def measured(load: Load, endpoint: str | None) -> float:
+            before = app_seconds(port) if endpoint else {}
+            wall = load.run()
+            if endpoint:
+                (s0, n0), (s1, n1) = before.get(endpoint, (0.0, 0.0)), app_seconds(port)[endpoint]
+                in_app[endpoint] = (s1 - s0) / max(1.0, n1 - n0)
+            return wall
+
         for clients in (1, args.clients):
             load = Load(port, [b""], clients, args.requests, args.seconds, path="/health")
-            wall = load.run()
+            wall = measured(load, "/health" if clients == 1 else None)
             results.append((HEALTH, clients, 1, load.lat, wall, load.failed))
         for name, n_rows, bodies, total in ((PREDICT, 1, one_row, args.requests),
                                             (PREDICT, 256, many, max(50, args.requests // 5)),
                                             (PREDICT_COLUMNS, 256, many_columns, max(50, args.requests // 5))):
             for clients in (1, args.clients):
                 load = Load(port, bodies, clients, total, args.seconds)
-                wall = load.run()
+                wall = measured(load, "/predict" if (name, n_rows, clients) == (PREDICT, 1, 1) else None)
                 results.append((name, clients, n_rows, load.lat, wall, load.failed))
 
         # -- swap under load --------------------------------------------------------------
@@ -369,13 +414,13 @@ def main() -> int:
     # -- report ------------------------------------------------------------------------------
     base = {n: next(r for r in results if r[2] == n and r[0].startswith("ORT")) for n in (1, 256)}
     print()
-    print(f"{'scenario':<38}{'rows':>5}{'clients':>8}{'n':>7}{'p50 ms':>9}{'p99 ms':>9}{'per s':>9}"
+    print(f"{'scenario':<60}{'rows':>5}{'clients':>8}{'n':>7}{'p50 ms':>9}{'p99 ms':>9}{'per s':>9}"
           f"{'rows/s':>10}{'failed':>7}{'p50 x ORT':>11}{'rate / ORT':>11}")
     for name, clients, n_rows, lat, wall, failed in results:
         p50, p99, rate = pct(lat, 50) * 1e3, pct(lat, 99) * 1e3, len(lat) / wall
         b = base[n_rows]
         b50, brate = pct(b[3], 50) * 1e3, len(b[3]) / b[4]
-        print(f"{name:<38}{n_rows:>5}{clients:>8}{len(lat):>7}{p50:>9.3f}{p99:>9.3f}{rate:>9.0f}"
+        print(f"{name:<60}{n_rows:>5}{clients:>8}{len(lat):>7}{p50:>9.3f}{p99:>9.3f}{rate:>9.0f}"
               f"{rate * n_rows:>10.0f}{failed:>7}{p50 / b50:>11.1f}{rate / brate:>11.3f}")
     def rate_of(name: str, clients: int, n_rows: int) -> tuple[float, float]:
         _, _, _, lat, wall, _ = next(r for r in results if r[:3] == (name, clients, n_rows))
@@ -392,6 +437,12 @@ def main() -> int:
     for name in (PREDICT, PREDICT_COLUMNS):
         best = max(rate_of(name, c, 256)[0] for c in sorted({1, args.clients})) * 256
         print(f"  256-row {name}: {best:,.0f} rows/s at best (bar 100,000)")
+    hot = pct(next(r for r in results if r[0] == WHOLE)[3], 50) * 1e6
+    cold = pct(next(r for r in results if r[0].startswith(f"{WHOLE}, "))[3], 50) * 1e6
+    print(f"  where the 1-row gap is, 1 client: the server's own time per request (its /metrics) is "
+          f"{in_app['/health'] * 1e6:.0f} us for /health and {in_app['/predict'] * 1e6:.0f} us for /predict; "
+          f"the model path in-process takes {hot:.0f} us back to back and {cold:.0f} us with "
+          f"{IDLE_S * 1e3:.1f} ms idle before each call (p50)")
 
     print()
     print(f"swap under load: {len(swap_ms)} swaps (admin load p50 {statistics.median(swap_ms):.0f} ms, "
