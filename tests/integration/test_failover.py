@@ -122,7 +122,7 @@ def test_killed_cloud_fails_over_and_resumes_from_checkpoint(setup):
     assert [(a["cloud"], a["outcome"]) for a in attempts] == [(FIRST, "crashed"), (SECOND, "completed")]
     assert "heartbeat" in attempts[0]["detail"]
     info = s["training"]
-    assert info["where"] == then
+    assert info["where"] == SECOND
     assert info["resumed_from_step"] is not None and info["resumed_from_step"] >= killed_at_step
     assert info["steps_run"] < info["steps"], "the second cloud redid everything"
     check_cost(s, store, [(FIRST, "crashed"), (SECOND, "completed")], setup["data"].stat().st_size)
