@@ -27,7 +27,7 @@ from cloudhop.registry.signing import load_private_key
 from cloudhop.spec import PipelineSpec, SpecError, find_spec, parse_spec
 from tasks.credentials import load_resolved_spec, resolve_spec
 
-__all__ = ["spec_for_run", "check_run_inputs", "load_spec_task", "load_data_task", "validate_task",
+__all__ = ["spec_for_run", "check_run_inputs", "load_spec_task", "open_table_task", "run_executor", "validate_task",
            "report_validation", "split_task", "train_task",
            "evaluate_task", "drift_task", "register_task", "smoke_task"]
 
