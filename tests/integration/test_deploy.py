@@ -25,7 +25,7 @@ import httpx
 import pytest
 import yaml
 
-from cloudhop.registry import Manifest, Registry
+from cloudhop.registry import Registry
 from cloudhop.spec import load_spec
 from cloudhop.store import Store
 from cloudhop.targets import multi
