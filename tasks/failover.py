@@ -126,9 +126,9 @@ def place_task(spec: PipelineSpec, data_bytes: int, work_samples: int | None = N
                                on_preemption=c.failover.on_preemption)
     notes = "".join(f"; {n}" for n in placement.notes)
     create_table_artifact(key=f"{spec.name}-placement", table=placement.table(),
-                          description=f"Training placement: order {placement.order or 'none eligible'}; "
+                          description=f"Training placement: order {placement.order_text()}; "
                                       f"{len(history)} measured run(s){notes}")
-    get_run_logger().info("placement order: %s%s", placement.order, notes)
+    get_run_logger().info("placement order: %s%s", placement.order_text(), notes)
     return placement
 
 

@@ -54,6 +54,23 @@ class CapacityPlan:
             return spot + on_demand
         return spot + [c for c in on_demand if c not in spot]
 
+    def order_text(self) -> str:
+        """The order as a person reads it, each cloud with the capacity it is asked for, e.g.
+        "gcp (spot), coreweave (on-demand), gcp (on-demand)"; "none eligible" when empty."""
+        steps, seen = [], set()
+        for cloud in self.order:
+            if self.policy == "on-demand":
+                capacity = "on-demand"
+            elif self.policy == "spot":
+                capacity = "spot"
+            elif not self.spot_eligible(cloud) or cloud in seen:
+                capacity = "on-demand"
+            else:
+                capacity = "spot" if self.on_preemption == "next-cloud" else "spot, then on-demand"
+            seen.add(cloud)
+            steps.append(f"{cloud} ({capacity})")
+        return ", ".join(steps) or "none eligible"
+
     def candidate(self, cloud: str, spot: bool) -> Candidate:
         return self.placement(spot).candidate(cloud)
 

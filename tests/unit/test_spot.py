@@ -103,6 +103,15 @@ def test_a_spot_cloud_with_a_cloud_fault_is_on_demand_on_its_second_pass():
                                             ("alpha", "on-demand"), ("beta", "on-demand")]
 
 
+def test_the_order_reads_with_each_capacity():
+    assert plan("auto", "next-cloud").order_text() == ("beta (spot), alpha (spot), gamma (on-demand), "
+                                                       "alpha (on-demand), beta (on-demand)")
+    assert plan("auto", "same-cloud").order_text() == ("beta (spot, then on-demand), alpha (spot, then on-demand), "
+                                                       "gamma (on-demand)")
+    assert plan("on-demand").order_text() == "gamma (on-demand), alpha (on-demand), beta (on-demand)"
+    assert plan("spot").order_text() == "beta (spot), alpha (spot)"
+
+
 def test_same_cloud_lists_each_cloud_once():
     assert plan("auto", "same-cloud").order == ["beta", "alpha", "gamma"]
     assert plan("on-demand", "next-cloud").order == ["gamma", "alpha", "beta"]
