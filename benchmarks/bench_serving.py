@@ -162,13 +162,12 @@ def app_seconds(port: int) -> dict[str, tuple[float, float]]:
     conn.request("GET", "/metrics")
     text = conn.getresponse().read().decode()
     conn.close()
-    out: dict[str, list[float]] = {}
-    for line in text.splitlines():
-        for part, i in (("cloudhop_request_seconds_sum{", 0), ("cloudhop_request_seconds_count{", 1)):
-            if line.startswith(part):
-                endpoint = line.split('endpoint="', 1)[1].split('"', 1)[0]
-                out.setdefault(endpoint, [0.0, 0.0])[i] = float(line.rsplit(" ", 1)[1])
-    return {k: (v[0], v[1]) for k, v in out.items()}
+    from prometheus_client.parser import text_string_to_metric_families
+
+    family = next(f for f in text_string_to_metric_families(text) if f.name == "cloudhop_request_seconds")
+    got = {(s.name, s.labels["endpoint"]): s.value for s in family.samples}
+    return {ep: (got[(name, ep)], got[("cloudhop_request_seconds_count", ep)])
+            for name, ep in got if name == "cloudhop_request_seconds_sum"}
 
 
 class Load:
